@@ -1,0 +1,1 @@
+"""Preflab: preference labeling for language models."""

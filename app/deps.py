@@ -1,0 +1,153 @@
+"""Annotated dependencies: the database session and who is asking."""
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from starlette.datastructures import FormData
+from sqlalchemy.orm import Session
+
+from app.config import Settings
+from app.db import get_session
+from app.errors import Forbidden, Unauthorized
+from app.users.models import Scope, User
+from app.users.service import scope_allows, token_principal
+
+SessionDep = Annotated[Session, Depends(get_session)]
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+CSRF_HEADER = "x-csrf-token"
+CSRF_FIELD = "csrf_token"
+
+
+def get_app_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The user behind a request and what the credential allows (scope None: browser session)."""
+
+    user: User
+    scope: Scope | None
+
+    @property
+    def via_token(self) -> bool:
+        return self.scope is not None
+
+
+def password_fingerprint(user: User) -> str:
+    # Stored in the session cookie: changing the password ends every other session.
+    return hashlib.sha256((user.password_hash or "").encode()).hexdigest()[:16]
+
+
+def csrf_token(request: Request) -> str:
+    """This browser session's CSRF token, created on first use."""
+    token = request.session.get("csrf")
+    if not token:
+        token = secrets.token_urlsafe(32)
+        request.session["csrf"] = token
+    return token
+
+
+def log_in(request: Request, user: User) -> None:
+    request.session.clear()
+    request.session.update({"uid": user.id, "pwf": password_fingerprint(user), "csrf": secrets.token_urlsafe(32)})
+
+
+async def csrf_protect(request: Request) -> None:
+    """Refuse a state-changing request carried by the session cookie without its CSRF token."""
+    if request.method not in UNSAFE_METHODS:
+        return
+    if request.headers.get("authorization"):
+        return  # a bearer token is not sent by browsers on their own, so it cannot be forged
+    if request.url.path.startswith("/api/") and "uid" not in request.session:
+        return  # no cookie credential: authentication will answer 401
+    expected = request.session.get("csrf")
+    sent = request.headers.get(CSRF_HEADER)
+    content_type = request.headers.get("content-type", "")
+    if sent is None and content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+        form = await request.form()
+        value = form.get(CSRF_FIELD)
+        sent = value if isinstance(value, str) else None
+    if not expected or not sent or not hmac.compare_digest(expected, sent):
+        raise Forbidden(
+            "missing or wrong CSRF token: reload the page and try again "
+            f"(scripts: send an API token instead of the session cookie, or the {CSRF_HEADER} header)",
+            code="csrf_failed",
+        )
+
+
+def optional_principal(request: Request, session: SessionDep) -> Principal | None:
+    auth = request.headers.get("authorization")
+    if auth:
+        scheme, _, value = auth.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise Unauthorized("the Authorization header must be 'Bearer <token>'", code="invalid_token")
+        token = token_principal(session=session, plain=value.strip())
+        if token is None:
+            raise Unauthorized("the API token is unknown or revoked", code="invalid_token")
+        if session.dirty:
+            # last_used_at, in its own small transaction before the route's work begins.
+            session.commit()
+        request.state.user = token.user
+        return Principal(user=token.user, scope=token.scope)
+    uid = request.session.get("uid")
+    if uid is None:
+        return None
+    user = session.get(User, uid)
+    if user is None or not user.is_active or request.session.get("pwf") != password_fingerprint(user):
+        request.session.clear()
+        return None
+    request.state.user = user  # for pages rendered outside a route, such as error pages
+    return Principal(user=user, scope=None)
+
+
+OptionalPrincipal = Annotated[Principal | None, Depends(optional_principal)]
+
+
+def current_principal(principal: OptionalPrincipal) -> Principal:
+    if principal is None:
+        raise Unauthorized("log in, or send 'Authorization: Bearer <token>'", code="not_authenticated")
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+def current_user(principal: CurrentPrincipal) -> User:
+    """Anyone logged in; a token of any scope may read."""
+    return principal.user
+
+
+def labeling_user(principal: CurrentPrincipal) -> User:
+    if not scope_allows(principal.scope, Scope.label):
+        raise Forbidden("this API token has scope 'read'; labeling needs 'label'", code="insufficient_scope")
+    return principal.user
+
+
+def admin_user(principal: CurrentPrincipal) -> User:
+    if not principal.user.is_admin:
+        raise Forbidden("only admins may do this", code="admin_only")
+    if not scope_allows(principal.scope, Scope.admin):
+        raise Forbidden(f"this API token has scope '{principal.scope}'; this needs 'admin'",
+                        code="insufficient_scope")
+    return principal.user
+
+
+CurrentUser = Annotated[User, Depends(current_user)]
+LabelingUser = Annotated[User, Depends(labeling_user)]
+AdminUser = Annotated[User, Depends(admin_user)]
+
+
+async def read_form(request: Request) -> FormData:
+    """The submitted form, read once (so `def` routes can take a whole form)."""
+    return await request.form()
+
+
+FormDep = Annotated[FormData, Depends(read_form)]

@@ -1,0 +1,124 @@
+"""Domain errors, rendered as JSON under /api and as an HTML page elsewhere."""
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+
+class DomainError(Exception):
+    status_code = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, code: str | None = None, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.details = details
+
+
+class Invalid(DomainError):
+    status_code = 422
+    code = "invalid"
+
+
+class NotFound(DomainError):
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(DomainError):
+    status_code = 409
+    code = "conflict"
+
+
+class Unauthorized(DomainError):
+    status_code = 401
+    code = "unauthorized"
+
+
+class Forbidden(DomainError):
+    status_code = 403
+    code = "forbidden"
+
+
+class PayloadTooLarge(DomainError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+HTTP_CODES = {
+    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+    405: "method_not_allowed", 409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type",
+    422: "invalid", 429: "too_many_requests",
+}
+
+
+def wants_json(request: Request) -> bool:
+    return request.url.path.startswith("/api/") or request.url.path in ("/healthz", "/openapi.json")
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if details is not None:
+        error["details"] = details
+    return {"error": error}
+
+
+def render_error(request: Request, status: int, code: str, message: str, details: Any = None,
+                 headers: dict[str, str] | None = None) -> Response:
+    if wants_json(request):
+        return JSONResponse(error_body(code, message, details), status_code=status, headers=headers)
+    if status == 401:
+        # A page asked for by someone not logged in: send them to log in and come back.
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/login?next={_quote(target)}", status_code=303)
+    from app.pages import render  # pages import deps, which import this module
+
+    response = render(request, "errors/error.html",
+                      {"status": status, "code": code, "message": message, "details": details},
+                      status_code=status)
+    if headers:
+        response.headers.update(headers)
+    return response
+
+
+def _quote(value: str) -> str:
+    from urllib.parse import quote
+
+    return quote(value, safe="/")
+
+
+def describe_validation_errors(errors: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
+    """A sentence naming each bad field, and the details as JSON-safe dicts."""
+    details = []
+    for err in errors:
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header", "form")]
+        details.append({"field": ".".join(loc) or "body", "message": err.get("msg", "invalid"),
+                        "type": err.get("type", "")})
+    message = "; ".join(f"{d['field']}: {d['message']}" for d in details[:10])
+    if len(details) > 10:
+        message += f"; and {len(details) - 10} more"
+    return message or "invalid request", details
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(DomainError)
+    async def domain_error(request: Request, exc: DomainError) -> Response:
+        return render_error(request, exc.status_code, exc.code, exc.message, exc.details)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        message, details = describe_validation_errors(list(exc.errors()))
+        return render_error(request, 422, "invalid", message, details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        code = HTTP_CODES.get(exc.status_code, "error")
+        message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"no such page or resource: {request.url.path}"
+        return render_error(request, exc.status_code, code, message, headers=getattr(exc, "headers", None))

@@ -1,0 +1,65 @@
+"""create_app(): the FastAPI application with its routers, pages, static files and error handlers."""
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import text
+from starlette.middleware.sessions import SessionMiddleware
+
+from app.config import Settings, get_settings
+from app.db import make_engine, make_sessionmaker
+from app.deps import SessionDep, csrf_protect
+from app.errors import install_error_handlers
+from app.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
+from app.pages import ROOT, make_templates
+from app.projects.routes import api as projects_api
+from app.projects.routes import pages as projects_pages
+from app.prompts.routes import api as prompts_api
+from app.prompts.routes import pages as prompts_pages
+from app.users.routes import api as users_api
+from app.users.routes import pages as users_pages
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the web application; refuses to start with a missing or sample secret key."""
+    settings = settings or get_settings()
+    secret_key = settings.resolve_secret_key()
+    app = FastAPI(
+        title="Preflab",
+        version="0.1.0",
+        summary="Human preference rankings for language models, as datasets and trained models.",
+        dependencies=[Depends(csrf_protect)],
+        docs_url="/api/docs",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.engine = make_engine(settings.sqlalchemy_url)
+    app.state.sessionmaker = make_sessionmaker(app.state.engine)
+    app.state.templates = make_templates()
+
+    # Added last runs first: body limit, then security headers, then the session cookie.
+    app.add_middleware(
+        SessionMiddleware, secret_key=secret_key, session_cookie="preflab_session",
+        max_age=settings.session_days * 86400, same_site="lax", https_only=settings.secure_cookies,
+    )
+    app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    install_error_handlers(app)
+
+    for router in (users_api, projects_api, prompts_api):
+        app.include_router(router, prefix=API_PREFIX)
+    for router in (users_pages, projects_pages, prompts_pages):
+        app.include_router(router)
+    app.mount("/static", StaticFiles(directory=str(ROOT / "static")), name="static")
+
+    @app.get("/healthz", tags=["health"], summary="Answers 200 when the database does")
+    def healthz(session: SessionDep, request: Request) -> JSONResponse:
+        try:
+            session.execute(text("SELECT 1"))
+        except Exception as exc:  # noqa: BLE001  (any database failure means unhealthy)
+            return JSONResponse({"status": "unavailable", "database": type(exc).__name__}, status_code=503)
+        return JSONResponse({"status": "ok", "database": request.app.state.engine.dialect.name})
+
+    return app

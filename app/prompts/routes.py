@@ -1,0 +1,83 @@
+"""Prompt import and listing: /api/v1/projects/{id}/prompts and the upload form."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from app.deps import AdminUser, CurrentUser, FormDep, SessionDep
+from app.errors import DomainError, Invalid
+from app.projects.routes import project_page
+from app.projects.service import get_project
+from app.prompts import service
+from app.prompts.schemas import ImportResult, PromptList, PromptRead
+
+api = APIRouter(prefix="/projects/{project_id}/prompts", tags=["prompts"])
+pages = APIRouter(include_in_schema=False)
+
+UPLOAD_SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".txt")
+IMPORT_BODY_DOC = {
+    "requestBody": {
+        "required": True,
+        "description": "A JSON array of prompt objects, JSONL (one object a line) or CSV with a `prompt` "
+                       "column. Objects: `{\"prompt\": \"...\"}` or `{\"messages\": [{\"role\": \"user\", "
+                       "\"content\": \"...\"}]}`, optional `id`, `user` and `meta`.",
+        "content": {
+            "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
+            "application/x-ndjson": {"schema": {"type": "string"}},
+            "text/csv": {"schema": {"type": "string"}},
+        },
+    }
+}
+
+
+@api.post("", response_model=ImportResult, status_code=201, openapi_extra=IMPORT_BODY_DOC,
+          summary="Import prompts (admin); all or nothing, duplicates skipped and counted")
+async def import_prompts(project_id: int, request: Request, session: SessionDep, admin: AdminUser,
+                         format: Annotated[str | None, Query(pattern="^(jsonl|json|csv)$")] = None) -> ImportResult:
+    data = await request.body()
+    # Parsing and inserting are blocking work: run them off the event loop.
+    return await run_in_threadpool(_import_body, project_id, data, request.headers.get("content-type"), format,
+                                   session, admin)
+
+
+def _import_body(project_id: int, data: bytes, content_type: str | None, fmt: str | None, session, admin) -> ImportResult:
+    project = get_project(session=session, project_id=project_id, user=admin)
+    items = service.parse_prompt_file(data, fmt or service.detect_format(None, content_type, data))
+    result = service.import_prompts(session=session, project=project, items=items, source="api", creator=admin)
+    session.commit()
+    return result
+
+
+@api.get("", response_model=PromptList, summary="A project's prompts, oldest first, by cursor")
+def list_prompts(project_id: int, session: SessionDep, user: CurrentUser,
+                 cursor: Annotated[int | None, Query(ge=0, description="next_cursor of the previous page")] = None,
+                 limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> PromptList:
+    project = get_project(session=session, project_id=project_id, user=user)
+    prompts = service.list_prompts(session=session, project=project, after_id=cursor, limit=limit)
+    next_cursor = prompts[-1].id if len(prompts) == limit else None
+    return PromptList(items=[PromptRead.model_validate(p) for p in prompts], next_cursor=next_cursor)
+
+
+@pages.post("/projects/{project_id}/prompts/upload")
+def upload_prompts(project_id: int, request: Request, session: SessionDep, admin: AdminUser,
+                   form: FormDep) -> Response:
+    project = get_project(session=session, project_id=project_id, user=admin)
+    upload = form.get("file")
+    try:
+        if upload is None or isinstance(upload, str) or not upload.filename:
+            raise Invalid("choose a file to upload", code="no_file")
+        if not upload.filename.lower().endswith(UPLOAD_SUFFIXES):
+            raise Invalid(f"{upload.filename!r} is not a prompt file; upload .jsonl, .json or .csv",
+                          code="unsupported_file_type")
+        data = upload.file.read()
+        items = service.parse_prompt_file(data, service.detect_format(upload.filename, upload.content_type, data))
+        result = service.import_prompts(session=session, project=project, items=items,
+                                        source=f"upload:{upload.filename}", creator=admin)
+    except DomainError as exc:
+        session.rollback()
+        return project_page(request, session, admin, project, status_code=exc.status_code,
+                            import_error={"message": exc.message, "details": exc.details or []})
+    session.commit()
+    return project_page(request, session, admin, project, import_result=result.model_dump())

@@ -1,0 +1,167 @@
+"""Accounts, passwords and API tokens."""
+
+import hashlib
+import re
+import secrets
+from datetime import timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.db import utcnow
+from app.errors import Conflict, Forbidden, Invalid, NotFound
+from app.users.models import ApiToken, Role, Scope, User
+
+_hasher = PasswordHasher()
+# Verified against when the username does not exist, so a wrong username takes as long as a
+# wrong password and response times do not reveal which accounts exist.
+_DUMMY_HASH = _hasher.hash("preflab-dummy-password")
+
+TOKEN_PREFIX = "pfl_"
+USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+MIN_PASSWORD_LENGTH = 8
+SCOPE_ORDER = {Scope.read: 0, Scope.label: 1, Scope.admin: 2}
+# Writing last_used_at on every request would turn reads into writes; a minute is precise enough.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def generate_password() -> str:
+    return secrets.token_urlsafe(12)
+
+
+def validate_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise Invalid(f"password must have at least {MIN_PASSWORD_LENGTH} characters", code="weak_password")
+    if len(password) > 1024:
+        raise Invalid("password is longer than 1024 characters", code="invalid_password")
+
+
+def create_user(*, session: Session, username: str, role: Role, password: str,
+                display_name: str = "") -> User:
+    """Add an account; the username must be new."""
+    if not USERNAME_RE.match(username):
+        raise Invalid(
+            "username must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
+            code="invalid_username",
+        )
+    validate_password(password)
+    if session.scalar(select(User.id).where(func.lower(User.username) == username.lower())):
+        raise Conflict(f"user {username!r} already exists", code="username_taken")
+    user = User(username=username, role=role, password_hash=hash_password(password),
+                display_name=display_name or username)
+    session.add(user)
+    session.flush()
+    return user
+
+
+def count_users(*, session: Session) -> int:
+    return session.scalar(select(func.count()).select_from(User)) or 0
+
+
+def get_user(*, session: Session, user_id: int) -> User:
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound(f"user {user_id} not found")
+    return user
+
+
+def get_user_by_username(*, session: Session, username: str) -> User:
+    user = session.scalar(select(User).where(func.lower(User.username) == username.lower()))
+    if user is None:
+        raise NotFound(f"user {username!r} not found", code="user_not_found")
+    return user
+
+
+def list_users(*, session: Session, role: Role | None = None) -> list[User]:
+    query = select(User).order_by(User.username)
+    if role is not None:
+        query = query.where(User.role == role)
+    return list(session.scalars(query))
+
+
+def authenticate(*, session: Session, username: str, password: str) -> User | None:
+    """The active user with this username and password, or None."""
+    user = session.scalar(select(User).where(func.lower(User.username) == username.lower()))
+    stored = user.password_hash if user is not None and user.password_hash else _DUMMY_HASH
+    try:
+        _hasher.verify(stored, password)
+    except (VerificationError, InvalidHashError):
+        return None
+    if user is None or not user.is_active or not user.password_hash:
+        return None
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+    user.last_login_at = utcnow()
+    return user
+
+
+def change_password(*, session: Session, user: User, current: str, new: str) -> None:
+    try:
+        _hasher.verify(user.password_hash or _DUMMY_HASH, current)
+    except (VerificationError, InvalidHashError):
+        raise Invalid("the current password is wrong", code="wrong_password") from None
+    validate_password(new)
+    user.password_hash = hash_password(new)
+    session.flush()
+
+
+def hash_token(token: str) -> str:
+    # Tokens are 256 random bits, so a fast hash is enough: there is nothing to brute-force.
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def allowed_scopes(user: User) -> list[Scope]:
+    return list(Scope) if user.is_admin else [Scope.read, Scope.label]
+
+
+def create_token(*, session: Session, user: User, name: str, scope: Scope) -> tuple[ApiToken, str]:
+    """A new token for this user; the plain token is returned once and never stored."""
+    if scope not in allowed_scopes(user):
+        raise Forbidden(f"a {user.role} cannot hold a token with scope {scope}", code="scope_not_allowed")
+    name = name.strip() or "token"
+    if len(name) > 100:
+        raise Invalid("token name is longer than 100 characters", code="invalid_name")
+    plain = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken(user_id=user.id, name=name, scope=scope, prefix=plain[:12], token_hash=hash_token(plain))
+    session.add(token)
+    session.flush()
+    return token, plain
+
+
+def list_tokens(*, session: Session, user: User) -> list[ApiToken]:
+    return list(session.scalars(
+        select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.created_at.desc(), ApiToken.id.desc())
+    ))
+
+
+def revoke_token(*, session: Session, user: User, token_id: int) -> ApiToken:
+    """Revoke one of the user's own tokens (revoking twice is harmless)."""
+    token = session.get(ApiToken, token_id)
+    if token is None or token.user_id != user.id:
+        raise NotFound(f"token {token_id} not found")
+    if token.revoked_at is None:
+        token.revoked_at = utcnow()
+    session.flush()
+    return token
+
+
+def token_principal(*, session: Session, plain: str) -> ApiToken | None:
+    """The live token behind a bearer string (its user active), or None."""
+    token = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(plain)))
+    if token is None or token.revoked_at is not None or not token.user.is_active:
+        return None
+    now = utcnow()
+    if token.last_used_at is None or now - token.last_used_at >= LAST_USED_RESOLUTION:
+        token.last_used_at = now
+    return token
+
+
+def scope_allows(granted: Scope | None, needed: Scope) -> bool:
+    """None is a browser session: it carries the user's full role."""
+    return granted is None or SCOPE_ORDER[granted] >= SCOPE_ORDER[needed]
