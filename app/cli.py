@@ -48,8 +48,15 @@ def migrate() -> None:
     """Upgrade the database schema to the latest revision (and create the secret key)."""
     settings = _settings()
     _migrate(settings)
-    settings.ensure_secret_key()
+    _ensure_secret(settings)
     click.echo(f"database is at the latest schema: {_display_url(settings)}")
+
+
+def _ensure_secret(settings: Settings) -> None:
+    try:
+        settings.ensure_secret_key()
+    except InsecureSecret as exc:
+        _fail(str(exc))
 
 
 def _display_url(settings: Settings) -> str:
@@ -88,7 +95,7 @@ def up(host: str | None, port: int | None) -> None:
     """Migrate, then run the web server and a worker on this machine (embedded defaults)."""
     settings = _settings()
     _migrate(settings)
-    settings.ensure_secret_key()
+    _ensure_secret(settings)
     _bootstrap(settings)
     from app.models.bundled import default_policy_path
 

@@ -32,6 +32,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Human preference rankings for language models, as datasets and trained models.",
         dependencies=[Depends(csrf_protect)],
         docs_url="/api/docs",
+        swagger_ui_oauth2_redirect_url=None,
         redoc_url=None,
     )
     app.state.settings = settings

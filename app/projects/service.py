@@ -21,7 +21,7 @@ def _check_name_free(session: Session, name: str, project_id: int | None = None)
 
 def _set_labelers(session: Session, project: Project, labeler_ids: list[int]) -> None:
     wanted = set(labeler_ids)
-    found = dict(session.execute(select(User.id, User.role).where(User.id.in_(wanted))).tuples().all()) if wanted else {}
+    found = dict(session.execute(select(User.id, User.role).where(User.id.in_(wanted))).all()) if wanted else {}
     unknown = sorted(wanted - found.keys())
     if unknown:
         raise Invalid(f"no user with id {', '.join(map(str, unknown))}", code="unknown_labeler")
@@ -114,7 +114,7 @@ def prompt_counts(*, session: Session, project_ids: list[int]) -> dict[int, int]
         return {}
     rows = session.execute(
         select(Prompt.project_id, func.count()).where(Prompt.project_id.in_(project_ids)).group_by(Prompt.project_id)
-    ).tuples()
+    )
     return {pid: 0 for pid in project_ids} | dict(rows.all())
 
 

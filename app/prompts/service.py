@@ -1,5 +1,6 @@
 """Reading prompt files (JSONL, JSON, CSV) and importing them into a project, all or nothing."""
 
+import codecs
 import csv
 import hashlib
 import io
@@ -94,7 +95,9 @@ def validate_item(obj: Any, line: int) -> PromptIn:
     else:
         kind, messages = PromptKind.chat, _messages(obj["messages"])
         text = "\n\n".join(f"{m['role']}: {m['content']}" for m in messages)
-    meta = obj.get("meta") or {}
+    meta = obj.get("meta")
+    if meta is None:
+        meta = {}
     if not isinstance(meta, dict):
         raise _LineError("meta must be an object")
     if len(json.dumps(meta, ensure_ascii=False).encode()) > MAX_META_BYTES:
@@ -106,19 +109,24 @@ def validate_item(obj: Any, line: int) -> PromptIn:
 
 
 def _decode(data: bytes) -> str:
+    # The BOM is cut off here rather than by "utf-8-sig", whose error offsets skip it.
+    body = data.removeprefix(codecs.BOM_UTF8)
     try:
-        return data.decode("utf-8-sig")
+        return body.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
+        offset = len(data) - len(body) + exc.start
+        line = data[:offset].count(b"\n") + 1
         raise Invalid(
-            f"the file is not UTF-8 text: byte 0x{data[exc.start]:02x} at offset {exc.start} (line {line}) "
+            f"the file is not UTF-8 text: byte 0x{data[offset]:02x} at offset {offset} (line {line}) "
             "cannot be decoded; save the file as UTF-8", code="not_utf8",
         ) from None
 
 
 def _rows_jsonl(text: str) -> list[tuple[int, Any]]:
     rows = []
-    for number, raw in enumerate(text.splitlines(), 1):
+    # Only "\n" ends a JSONL line: str.splitlines() would also split at U+2028 and other
+    # characters that JSON strings may hold unescaped.
+    for number, raw in enumerate(text.split("\n"), 1):
         if raw.strip():
             rows.append((number, raw))
     return rows
@@ -262,7 +270,7 @@ def import_prompts(*, session: Session, project: Project, items: list[PromptIn],
     for chunk in _chunks(external_ids):
         taken_ids.update(session.execute(
             select(Prompt.external_id, Prompt.content_hash)
-            .where(Prompt.project_id == project.id, Prompt.external_id.in_(chunk))).tuples().all())
+            .where(Prompt.project_id == project.id, Prompt.external_id.in_(chunk))).all())
     clashes = [{"line": i.line, "message": f"id {i.external_id!r} already belongs to a different prompt "
                                             "in this project"}
                for i in items if i.external_id in taken_ids and taken_ids[i.external_id] != i.content_hash]

@@ -1,0 +1,177 @@
+"""Fixtures: every database test runs on SQLite and on PostgreSQL, each test on a fresh database.
+
+SQLite: a copy of a migrated template file per test. PostgreSQL: one throwaway database per test
+run (migrated once), each test inside a transaction that is rolled back, the app's commits
+becoming savepoints. PostgreSQL is skipped only when no server answers, and the run says so.
+"""
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from app import migrate
+from app.config import Settings
+from app.db import get_session, make_engine
+from app.main import create_app
+
+PG_SERVER_URL = os.environ.get("PREFLAB_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+TEST_SECRET = "test-secret-key-0123456789-abcdefghijklmnop"
+
+
+def _postgres_answers() -> bool:
+    try:
+        engine = create_engine(PG_SERVER_URL, connect_args={"connect_timeout": 3})
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        engine.dispose()
+        return True
+    except Exception:  # noqa: BLE001
+        return False
+
+
+POSTGRES = _postgres_answers()
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(
+    not POSTGRES, reason=f"no PostgreSQL server answers at {PG_SERVER_URL}"))]
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return "postgresql: " + (f"yes ({make_url(PG_SERVER_URL).render_as_string()})" if POSTGRES
+                             else "NOT AVAILABLE - PostgreSQL tests are SKIPPED")
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ANN001
+    if not POSTGRES:
+        terminalreporter.write_sep("!", "PostgreSQL did not answer: every PostgreSQL test was SKIPPED", red=True)
+
+
+class PostgresServer:
+    """Creates and drops throwaway databases on the test server."""
+
+    def __init__(self) -> None:
+        self.admin = create_engine(PG_SERVER_URL, isolation_level="AUTOCOMMIT")
+        self.created: list[str] = []
+
+    def create(self, template: str | None = None) -> str:
+        name = f"preflab_test_{uuid.uuid4().hex[:12]}"
+        clause = f" TEMPLATE {template}" if template else ""
+        with self.admin.connect() as conn:
+            conn.execute(text(f"CREATE DATABASE {name}{clause}"))
+        self.created.append(name)
+        return make_url(PG_SERVER_URL).set(database=name).render_as_string(hide_password=False)
+
+    def drop_all(self) -> None:
+        with self.admin.connect() as conn:
+            for name in reversed(self.created):
+                conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        self.admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    if not POSTGRES:
+        pytest.skip("no PostgreSQL server answers")
+    server = PostgresServer()
+    yield server
+    server.drop_all()
+
+
+@pytest.fixture(scope="session")
+def pg_template(pg_server: PostgresServer) -> str:
+    """A migrated database, the template of every PostgreSQL test database."""
+    url = pg_server.create()
+    migrate.upgrade(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def pg_engine(pg_template: str):
+    engine = make_engine(pg_template)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = tmp_path_factory.mktemp("template") / "preflab.db"
+    migrate.upgrade(f"sqlite:///{path}")
+    return str(path)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def database_url(backend: str, tmp_path, request: pytest.FixtureRequest) -> str:
+    """The URL of this test's database (on PostgreSQL shared, but isolated by the rolled-back transaction)."""
+    if backend == "sqlite":
+        path = tmp_path / "preflab.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite:///{path}"
+    return request.getfixturevalue("pg_template")
+
+
+@pytest.fixture
+def fresh_database_url(backend: str, tmp_path, request: pytest.FixtureRequest) -> str:
+    """A migrated database of its own, for tests where other processes must see committed rows."""
+    if backend == "sqlite":
+        path = tmp_path / "own.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite:///{path}"
+    server: PostgresServer = request.getfixturevalue("pg_server")
+    return server.create(template=make_url(request.getfixturevalue("pg_template")).database)
+
+
+@pytest.fixture
+def db(backend: str, database_url: str, request: pytest.FixtureRequest) -> Iterator[Session]:
+    """The test's session on a fresh database."""
+    if backend == "sqlite":
+        engine = make_engine(database_url)
+        with Session(engine) as session:
+            yield session
+        engine.dispose()
+        return
+    conn = request.getfixturevalue("pg_engine").connect()
+    outer = conn.begin()
+    session = Session(bind=conn, join_transaction_mode="create_savepoint")
+    yield session
+    session.close()
+    outer.rollback()
+    conn.close()
+
+
+@pytest.fixture
+def settings(tmp_path, database_url: str) -> Settings:
+    return Settings(data_dir=tmp_path / "data", database_url=database_url, secret_key=TEST_SECRET,
+                    max_body_mb=8)
+
+
+@pytest.fixture
+def app(settings: Settings, backend: str, db: Session):
+    application = create_app(settings)
+    if backend == "postgresql":
+        # The app works inside the test's transaction; whatever a request leaves uncommitted is
+        # rolled back to its last commit, as closing a real request session would.
+        def test_session() -> Iterator[Session]:
+            try:
+                yield db
+            finally:
+                db.rollback()
+
+        application.dependency_overrides[get_session] = test_session
+    yield application
+    application.state.engine.dispose()
+
+
+@pytest.fixture
+def client(app) -> Iterator[TestClient]:
+    with TestClient(app) as test_client:
+        yield test_client
