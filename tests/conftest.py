@@ -104,6 +104,11 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(path)
 
 
+def _sqlite_copy(request: pytest.FixtureRequest, path) -> str:
+    shutil.copy(request.getfixturevalue("sqlite_template"), path)
+    return f"sqlite:///{path}"
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     return request.param
@@ -113,9 +118,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 def database_url(backend: str, tmp_path, request: pytest.FixtureRequest) -> str:
     """The URL of this test's database (on PostgreSQL shared, but isolated by the rolled-back transaction)."""
     if backend == "sqlite":
-        path = tmp_path / "preflab.db"
-        shutil.copy(request.getfixturevalue("sqlite_template"), path)
-        return f"sqlite:///{path}"
+        return _sqlite_copy(request, tmp_path / "preflab.db")
     return request.getfixturevalue("pg_template")
 
 
@@ -123,9 +126,7 @@ def database_url(backend: str, tmp_path, request: pytest.FixtureRequest) -> str:
 def fresh_database_url(backend: str, tmp_path, request: pytest.FixtureRequest) -> str:
     """A migrated database of its own, for tests where other processes must see committed rows."""
     if backend == "sqlite":
-        path = tmp_path / "own.db"
-        shutil.copy(request.getfixturevalue("sqlite_template"), path)
-        return f"sqlite:///{path}"
+        return _sqlite_copy(request, tmp_path / "own.db")
     server: PostgresServer = request.getfixturevalue("pg_server")
     return server.create(template=make_url(request.getfixturevalue("pg_template")).database)
 
