@@ -2,7 +2,7 @@
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import Request
 from sqlalchemy import JSON, DateTime, Engine, MetaData, create_engine, event
@@ -76,3 +76,14 @@ def get_session(request: Request) -> Iterator[Session]:
     """One session per request; the route commits, anything uncommitted is rolled back."""
     with request.app.state.sessionmaker() as session:
         yield session
+
+
+# Ids are `integer` columns: a larger number from a URL or a body must read as "not found",
+# never reach PostgreSQL (which raises on it).
+MAX_ROW_ID = 2**31 - 1
+T = TypeVar("T")
+
+
+def get_by_id(session: Session, model: type[T], ident: int) -> T | None:
+    """session.get(), with ids outside the integer range treated as missing."""
+    return session.get(model, ident) if 0 < ident <= MAX_ROW_ID else None

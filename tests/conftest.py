@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -20,6 +21,7 @@ from app import migrate
 from app.config import Settings
 from app.db import get_session, make_engine
 from app.main import create_app
+from app.users import service as users_service
 
 PG_SERVER_URL = os.environ.get("PREFLAB_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 TEST_SECRET = "test-secret-key-0123456789-abcdefghijklmnop"
@@ -49,6 +51,13 @@ def pytest_report_header(config: pytest.Config) -> str:
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ANN001
     if not POSTGRES:
         terminalreporter.write_sep("!", "PostgreSQL did not answer: every PostgreSQL test was SKIPPED", red=True)
+
+
+@pytest.fixture(autouse=True)
+def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Argon2 at its default cost takes ~0.15 s per account and per login, most of the suite's
+    # time; the lowest cost still runs the real hash and verify code.
+    monkeypatch.setattr(users_service, "_hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
 
 
 class PostgresServer:
@@ -84,15 +93,21 @@ def pg_server() -> Iterator[PostgresServer]:
 
 @pytest.fixture(scope="session")
 def pg_template(pg_server: PostgresServer) -> str:
-    """A migrated database, the template of every PostgreSQL test database."""
+    """A migrated database that nothing stays connected to: PostgreSQL copies a template only then."""
     url = pg_server.create()
     migrate.upgrade(url)
     return url
 
 
 @pytest.fixture(scope="session")
-def pg_engine(pg_template: str):
-    engine = make_engine(pg_template)
+def pg_shared(pg_server: PostgresServer, pg_template: str) -> str:
+    """The database the rolled-back tests share."""
+    return pg_server.create(template=make_url(pg_template).database)
+
+
+@pytest.fixture(scope="session")
+def pg_engine(pg_shared: str):
+    engine = make_engine(pg_shared)
     yield engine
     engine.dispose()
 
@@ -119,7 +134,7 @@ def database_url(backend: str, tmp_path, request: pytest.FixtureRequest) -> str:
     """The URL of this test's database (on PostgreSQL shared, but isolated by the rolled-back transaction)."""
     if backend == "sqlite":
         return _sqlite_copy(request, tmp_path / "preflab.db")
-    return request.getfixturevalue("pg_template")
+    return request.getfixturevalue("pg_shared")
 
 
 @pytest.fixture

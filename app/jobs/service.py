@@ -15,7 +15,7 @@ from sqlalchemy import Engine, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.db import utcnow
+from app.db import get_by_id, utcnow
 from app.errors import Conflict, NotFound
 from app.jobs.models import Job, JobKind, JobMetric, JobState
 
@@ -169,7 +169,7 @@ def cancel(*, session: Session, job_id: int) -> Job:
 
 
 def get_job(*, session: Session, job_id: int) -> Job:
-    job = session.get(Job, job_id)
+    job = get_by_id(session, Job, job_id)
     if job is None:
         raise NotFound(f"job {job_id} not found", code="job_not_found")
     return job

@@ -97,7 +97,7 @@ def _submitted_values(form: FormData) -> dict[str, Any]:
         "name", "description", "k", "labels_per_task", "likert_label", "flags_text", "guidelines",
         "temperature", "top_p", "max_new_tokens", "near_duplicate_prefix")}
     values["allow_ties"] = form.get("allow_ties") == "on"
-    values["labeler_ids"] = {int(v) for v in form.getlist("labeler_ids") if isinstance(v, str) and v.isdigit()}
+    values["labeler_ids"] = {int(v) for v in form.getlist("labeler_ids") if isinstance(v, str) and v.isdecimal()}
     return values
 
 

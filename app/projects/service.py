@@ -3,6 +3,7 @@
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.db import MAX_ROW_ID, get_by_id
 from app.errors import Conflict, Invalid, NotFound
 from app.labeling.models import Judgment, Task
 from app.projects.models import Project, ProjectMember
@@ -21,7 +22,8 @@ def _check_name_free(session: Session, name: str, project_id: int | None = None)
 
 def _set_labelers(session: Session, project: Project, labeler_ids: list[int]) -> None:
     wanted = set(labeler_ids)
-    found = dict(session.execute(select(User.id, User.role).where(User.id.in_(wanted))).all()) if wanted else {}
+    valid = {uid for uid in wanted if 0 < uid <= MAX_ROW_ID}
+    found = dict(session.execute(select(User.id, User.role).where(User.id.in_(valid))).all()) if valid else {}
     unknown = sorted(wanted - found.keys())
     if unknown:
         raise Invalid(f"no user with id {', '.join(map(str, unknown))}", code="unknown_labeler")
@@ -82,7 +84,7 @@ def can_access(user: User, project: Project) -> bool:
 
 def get_project(*, session: Session, project_id: int, user: User) -> Project:
     """The project, if this user may see it; others' projects look like missing ones."""
-    project = session.get(Project, project_id)
+    project = get_by_id(session, Project, project_id)
     if project is None or not can_access(user, project):
         raise NotFound(f"project {project_id} not found", code="project_not_found")
     return project
@@ -90,7 +92,7 @@ def get_project(*, session: Session, project_id: int, user: User) -> Project:
 
 def find_project(*, session: Session, ref: str) -> Project:
     """A project by id or by name (for the command line)."""
-    project = session.get(Project, int(ref)) if ref.isdigit() else None
+    project = get_by_id(session, Project, int(ref)) if ref.isdecimal() else None
     if project is None:
         project = session.scalar(select(Project).where(func.lower(Project.name) == ref.lower()))
     if project is None:

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from app.db import MAX_ROW_ID
 from app.deps import AdminUser, CurrentUser, FormDep, SessionDep
 from app.errors import DomainError, Invalid
 from app.projects.routes import project_page
@@ -52,7 +53,8 @@ def _import_body(project_id: int, data: bytes, content_type: str | None, fmt: st
 
 @api.get("", response_model=PromptList, summary="A project's prompts, oldest first, by cursor")
 def list_prompts(project_id: int, session: SessionDep, user: CurrentUser,
-                 cursor: Annotated[int | None, Query(ge=0, description="next_cursor of the previous page")] = None,
+                 cursor: Annotated[int | None, Query(ge=0, le=MAX_ROW_ID,
+                                                     description="next_cursor of the previous page")] = None,
                  limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> PromptList:
     project = get_project(session=session, project_id=project_id, user=user)
     prompts = service.list_prompts(session=session, project=project, after_id=cursor, limit=limit)

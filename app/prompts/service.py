@@ -5,6 +5,8 @@ import csv
 import hashlib
 import io
 import json
+import math
+import re
 from typing import Any
 
 from sqlalchemy import func, insert, select
@@ -25,6 +27,8 @@ MAX_META_BYTES = 64 * 1024
 MAX_ID_CHARS = 200
 MAX_ERRORS_SHOWN = 200
 LOOKUP_CHUNK = 500
+# JSON's \ud800-\udfff escapes decode to lone surrogates, which no UTF-8 text can hold.
+SURROGATE_RE = re.compile("[\ud800-\udfff]")
 
 
 class _LineError(Exception):
@@ -41,6 +45,8 @@ def _text(value: Any, what: str, limit: int) -> str:
         raise _LineError(f"{what} must be a string, not {type(value).__name__}")
     if "\x00" in value:
         raise _LineError(f"{what} contains a NUL character")
+    if SURROGATE_RE.search(value):
+        raise _LineError(f"{what} contains a lone surrogate (a \\ud800-\\udfff escape without its pair)")
     if len(value) > limit:
         raise _LineError(f"{what} is {len(value):,} characters long; the limit is {limit:,}")
     return value
@@ -77,6 +83,25 @@ def _messages(value: Any) -> list[dict[str, str]]:
     return turns
 
 
+def _unstorable(value: Any) -> str | None:
+    """What in a JSON value PostgreSQL's jsonb cannot store, if anything."""
+    stack = [value]  # a loop, not recursion: the value may be nested as deep as the parser allowed
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str) and "\x00" in item:
+            return "a NUL character"
+        elif isinstance(item, str) and SURROGATE_RE.search(item):
+            return "a lone surrogate (a \\ud800-\\udfff escape without its pair)"
+        elif isinstance(item, float) and not math.isfinite(item):
+            return "NaN or Infinity"
+    return None
+
+
 def validate_item(obj: Any, line: int) -> PromptIn:
     """One prompt object from a file, checked; raises _LineError with the reason."""
     if not isinstance(obj, dict):
@@ -100,6 +125,9 @@ def validate_item(obj: Any, line: int) -> PromptIn:
         meta = {}
     if not isinstance(meta, dict):
         raise _LineError("meta must be an object")
+    problem = _unstorable(meta)
+    if problem:
+        raise _LineError(f"meta holds {problem}")
     if len(json.dumps(meta, ensure_ascii=False).encode()) > MAX_META_BYTES:
         raise _LineError(f"meta is larger than {MAX_META_BYTES // 1024} KB")
     return PromptIn(
@@ -132,6 +160,18 @@ def _rows_jsonl(text: str) -> list[tuple[int, Any]]:
     return rows
 
 
+def _load_json(text: str) -> Any:
+    """json.loads; its other failures (deep nesting, numbers too long to convert) raised as JSONDecodeError too."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deeply", text, 0) from None
+    except ValueError:
+        raise json.JSONDecodeError("a number has too many digits", text, 0) from None
+
+
 def _parse_rows(text: str, fmt: str) -> tuple[list[PromptIn], list[dict[str, Any]]]:
     items: list[PromptIn] = []
     errors: list[dict[str, Any]] = []
@@ -145,14 +185,14 @@ def _parse_rows(text: str, fmt: str) -> tuple[list[PromptIn], list[dict[str, Any
     if fmt == "jsonl":
         for number, raw in _rows_jsonl(text):
             try:
-                obj = json.loads(raw)
+                obj = _load_json(raw)
             except json.JSONDecodeError as exc:
                 errors.append({"line": number, "message": f"not valid JSON: {exc.msg} at column {exc.colno}"})
                 continue
             take(number, obj)
     elif fmt == "json":
         try:
-            data = json.loads(text)
+            data = _load_json(text)
         except json.JSONDecodeError as exc:
             raise Invalid(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
                           code="invalid_json") from None
@@ -196,7 +236,7 @@ def _parse_rows(text: str, fmt: str) -> tuple[list[PromptIn], list[dict[str, Any
                     obj[key] = cells[key]
             if cells.get("messages", "").strip():
                 try:
-                    obj["messages"] = json.loads(cells["messages"])
+                    obj["messages"] = _load_json(cells["messages"])
                 except json.JSONDecodeError as exc:
                     errors.append({"line": start, "message": f"messages is not valid JSON: {exc.msg}"})
                     continue

@@ -10,7 +10,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.db import utcnow
+from app.db import get_by_id, utcnow
 from app.errors import Conflict, Forbidden, Invalid, NotFound
 from app.users.models import ApiToken, Role, Scope, User
 
@@ -65,7 +65,7 @@ def count_users(*, session: Session) -> int:
 
 
 def get_user(*, session: Session, user_id: int) -> User:
-    user = session.get(User, user_id)
+    user = get_by_id(session, User, user_id)
     if user is None:
         raise NotFound(f"user {user_id} not found")
     return user
@@ -142,7 +142,7 @@ def list_tokens(*, session: Session, user: User) -> list[ApiToken]:
 
 def revoke_token(*, session: Session, user: User, token_id: int) -> ApiToken:
     """Revoke one of the user's own tokens (revoking twice is harmless)."""
-    token = session.get(ApiToken, token_id)
+    token = get_by_id(session, ApiToken, token_id)
     if token is None or token.user_id != user.id:
         raise NotFound(f"token {token_id} not found")
     if token.revoked_at is None:
