@@ -1,6 +1,7 @@
 """Creating, changing and finding projects; who may see them."""
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.db import MAX_ROW_ID, get_by_id
@@ -47,9 +48,12 @@ def create_project(*, session: Session, data: ProjectCreate, creator: User) -> P
         guidelines=data.guidelines, sampling_params=data.sampling_params.model_dump(),
         near_duplicate_prefix=data.near_duplicate_prefix, created_by_id=creator.id, members=[],
     )
-    session.add(project)
     _set_labelers(session, project, data.labeler_ids)
-    session.flush()
+    try:
+        with session.begin_nested():
+            session.add(project)
+    except IntegrityError:
+        raise Conflict(f"a project named {data.name!r} was created at the same moment", code="project_name_taken") from None
     return project
 
 

@@ -10,9 +10,10 @@ import re
 from typing import Any
 
 from sqlalchemy import func, insert, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.errors import Invalid
+from app.errors import Conflict, Invalid
 from app.projects.models import Project
 from app.prompts.models import Prompt, PromptKind
 from app.prompts.schemas import ImportResult, PromptIn
@@ -345,7 +346,13 @@ def import_prompts(*, session: Session, project: Project, items: list[PromptIn],
             "source": source[:200], "meta": item.meta, "created_by_id": creator.id if creator else None,
         })
     if rows:
-        session.execute(insert(Prompt), rows)
+        try:
+            with session.begin_nested():
+                session.execute(insert(Prompt), rows)
+        except IntegrityError:
+            # Another import into this project committed the same prompt or id meanwhile.
+            raise Conflict("another import into this project ran at the same time; nothing was imported, "
+                           "send the file again", code="concurrent_import") from None
     session.flush()
     return ImportResult(total=len(items), imported=len(rows), duplicates=duplicates, near_duplicates=near_duplicates)
 
