@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 from sqlalchemy.orm import Session
 
+import app.models_registry  # noqa: F401  (every table known before the first query)
 from app.config import InsecureSecret, Settings, get_settings
 from app.db import make_engine, make_sessionmaker
 from app.errors import DomainError
@@ -67,6 +68,8 @@ def _display_url(settings: Settings) -> str:
 
 def _bootstrap(settings: Settings) -> None:
     """First start: an admin with a one-time password, and the demo project."""
+    from app.labeling.service import ensure_ready_tasks
+    from app.models.service import ensure_default_policy
     from app.projects.demo import create_demo_project
     from app.users.service import count_users, create_user, generate_password, list_users
 
@@ -82,8 +85,12 @@ def _bootstrap(settings: Settings) -> None:
             click.echo(f"    password: {password}")
             click.echo("  This password is shown once. Change it under Account after logging in.")
             click.echo("=" * 64 + "\n")
+        ensure_default_policy(session=session, models_dir=settings.policy_dir)
+        session.commit()
         admin = next(u for u in list_users(session=session, role=Role.admin))
-        if create_demo_project(session=session, creator=admin) is not None:
+        demo = create_demo_project(session=session, creator=admin)
+        if demo is not None:
+            ensure_ready_tasks(session=session, project=demo, target=settings.ready_tasks)
             session.commit()
             click.echo("created the demo project with one example prompt per InstructGPT use case")
 
@@ -192,6 +199,7 @@ def create_token_cmd(username: str, scope: str, name: str) -> None:
               help="Default: from the file name.")
 def import_prompts_cmd(project: str, file: Path, fmt: str | None) -> None:
     """Import JSONL or CSV prompts into PROJECT (its id or name)."""
+    from app.labeling.service import ensure_ready_tasks
     from app.projects.service import find_project
     from app.prompts.service import detect_format, import_prompts, parse_prompt_file
 
@@ -203,6 +211,7 @@ def import_prompts_cmd(project: str, file: Path, fmt: str | None) -> None:
             items = parse_prompt_file(data, fmt or detect_format(file.name, None, data))
             result = import_prompts(session=session, project=target, items=items, source=f"cli:{file.name}",
                                     creator=None)
+            ensure_ready_tasks(session=session, project=target, target=settings.ready_tasks)
         except DomainError as exc:
             for detail in (exc.details or [])[:50]:
                 click.echo(f"  line {detail.get('line')}: {detail.get('message')}", err=True)

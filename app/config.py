@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     session_days: int = 14
     secure_cookies: bool = False
     models_dir: Path | None = None
+    ready_tasks: int = Field(20, ge=0, le=100_000)
+    job_lease_seconds: int = Field(300, ge=5, le=86_400)
+    openai_api_key: SecretStr | None = None
 
     @property
     def sqlalchemy_url(self) -> str:

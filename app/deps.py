@@ -151,3 +151,13 @@ async def read_form(request: Request) -> FormData:
 
 
 FormDep = Annotated[FormData, Depends(read_form)]
+
+
+def admin_reader(principal: CurrentPrincipal) -> User:
+    """An admin reading: any token scope will do."""
+    if not principal.user.is_admin:
+        raise Forbidden("only admins may see this", code="admin_only")
+    return principal.user
+
+
+AdminReader = Annotated[User, Depends(admin_reader)]

@@ -12,6 +12,9 @@ from app.deps import SessionDep, csrf_protect
 from app.errors import install_error_handlers
 from app.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
 from app.pages import ROOT, make_templates
+from app.jobs.routes import api as jobs_api
+from app.labeling.routes import api as tasks_api
+from app.models.routes import api as models_api
 from app.projects.routes import api as projects_api
 from app.projects.routes import pages as projects_pages
 from app.prompts.routes import api as prompts_api
@@ -49,7 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
 
-    for router in (users_api, projects_api, prompts_api):
+    for router in (users_api, projects_api, prompts_api, tasks_api, jobs_api, models_api):
         app.include_router(router, prefix=API_PREFIX)
     for router in (users_pages, projects_pages, prompts_pages):
         app.include_router(router)

@@ -191,3 +191,11 @@ def app(settings: Settings, backend: str, db: Session):
 def client(app) -> Iterator[TestClient]:
     with TestClient(app) as test_client:
         yield test_client
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory):
+    """A tiny random causal LM with the default policy's tokenizer (worker-side tests only)."""
+    from tests.policy.models import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))

@@ -23,7 +23,7 @@ api = APIRouter(prefix="/projects", tags=["projects"])
 pages = APIRouter(include_in_schema=False)
 
 
-def _read(session: SessionDep, project: Project) -> ProjectRead:
+def project_read(session: SessionDep, project: Project) -> ProjectRead:
     return service.to_read(project, service.prompt_counts(session=session, project_ids=[project.id])[project.id])
 
 
@@ -31,7 +31,7 @@ def _read(session: SessionDep, project: Project) -> ProjectRead:
 def create_project(body: ProjectCreate, session: SessionDep, admin: AdminUser) -> ProjectRead:
     project = service.create_project(session=session, data=body, creator=admin)
     session.commit()
-    return _read(session, project)
+    return project_read(session, project)
 
 
 @api.get("", response_model=ProjectList, summary="Projects you may see (admins: all)")
@@ -43,7 +43,7 @@ def list_projects(session: SessionDep, user: CurrentUser) -> ProjectList:
 
 @api.get("/{project_id}", response_model=ProjectRead, summary="One project")
 def get_project(project_id: int, session: SessionDep, user: CurrentUser) -> ProjectRead:
-    return _read(session, service.get_project(session=session, project_id=project_id, user=user))
+    return project_read(session, service.get_project(session=session, project_id=project_id, user=user))
 
 
 @api.patch("/{project_id}", response_model=ProjectRead, summary="Change a project's settings (admin)")
@@ -51,7 +51,7 @@ def update_project(project_id: int, body: ProjectUpdate, session: SessionDep, ad
     project = service.get_project(session=session, project_id=project_id, user=admin)
     service.update_project(session=session, project=project, data=body)
     session.commit()
-    return _read(session, project)
+    return project_read(session, project)
 
 
 # Pages.

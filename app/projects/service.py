@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 from app.db import MAX_ROW_ID, get_by_id
 from app.errors import Conflict, Invalid, NotFound
 from app.labeling.models import Judgment, Task
+from app.models.service import default_policy
 from app.projects.models import Project, ProjectMember
 from app.projects.schemas import ProjectCreate, ProjectRead, ProjectUpdate
 from app.prompts.models import Prompt
@@ -48,6 +49,8 @@ def create_project(*, session: Session, data: ProjectCreate, creator: User) -> P
         guidelines=data.guidelines, sampling_params=data.sampling_params.model_dump(),
         near_duplicate_prefix=data.near_duplicate_prefix, created_by_id=creator.id, members=[],
     )
+    policy = default_policy(session=session)
+    project.current_policy_id = policy.id if policy else None
     _set_labelers(session, project, data.labeler_ids)
     try:
         with session.begin_nested():

@@ -7,8 +7,9 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from app.db import MAX_ROW_ID
-from app.deps import AdminUser, CurrentUser, FormDep, SessionDep
+from app.deps import AdminUser, CurrentUser, FormDep, SessionDep, SettingsDep
 from app.errors import DomainError, Invalid
+from app.labeling.service import ensure_ready_tasks
 from app.projects.routes import project_page
 from app.projects.service import get_project
 from app.prompts import service
@@ -36,17 +37,19 @@ IMPORT_BODY_DOC = {
 @api.post("", response_model=ImportResult, status_code=201, openapi_extra=IMPORT_BODY_DOC,
           summary="Import prompts (admin); all or nothing, duplicates skipped and counted")
 async def import_prompts(project_id: int, request: Request, session: SessionDep, admin: AdminUser,
-                         format: Annotated[str | None, Query(pattern="^(jsonl|json|csv)$")] = None) -> ImportResult:
+                         settings: SettingsDep, format: Annotated[str | None, Query(pattern="^(jsonl|json|csv)$")] = None) -> ImportResult:
     data = await request.body()
     # Parsing and inserting are blocking work: run them off the event loop.
     return await run_in_threadpool(_import_body, project_id, data, request.headers.get("content-type"), format,
-                                   session, admin)
+                                   session, admin, settings.ready_tasks)
 
 
-def _import_body(project_id: int, data: bytes, content_type: str | None, fmt: str | None, session, admin) -> ImportResult:
+def _import_body(project_id: int, data: bytes, content_type: str | None, fmt: str | None, session, admin,
+                 ready_tasks: int) -> ImportResult:
     project = get_project(session=session, project_id=project_id, user=admin)
     items = service.parse_prompt_file(data, fmt or service.detect_format(None, content_type, data))
     result = service.import_prompts(session=session, project=project, items=items, source="api", creator=admin)
+    ensure_ready_tasks(session=session, project=project, target=ready_tasks)
     session.commit()
     return result
 
@@ -64,7 +67,7 @@ def list_prompts(project_id: int, session: SessionDep, user: CurrentUser,
 
 @pages.post("/projects/{project_id}/prompts/upload")
 def upload_prompts(project_id: int, request: Request, session: SessionDep, admin: AdminUser,
-                   form: FormDep) -> Response:
+                   form: FormDep, settings: SettingsDep) -> Response:
     project = get_project(session=session, project_id=project_id, user=admin)
     upload = form.get("file")
     try:
@@ -77,6 +80,7 @@ def upload_prompts(project_id: int, request: Request, session: SessionDep, admin
         items = service.parse_prompt_file(data, service.detect_format(upload.filename, upload.content_type, data))
         result = service.import_prompts(session=session, project=project, items=items,
                                         source=f"upload:{upload.filename}", creator=admin)
+        ensure_ready_tasks(session=session, project=project, target=settings.ready_tasks)
     except DomainError as exc:
         session.rollback()
         return project_page(request, session, admin, project, status_code=exc.status_code,

@@ -1,0 +1,74 @@
+"""Jobs: /api/v1/jobs."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from sqlalchemy import select
+
+from app.deps import AdminReader, AdminUser, SessionDep
+from app.errors import Invalid
+from app.jobs import service
+from app.jobs.models import Job, JobKind, JobState
+from app.jobs.schemas import JobCreate, JobList, JobRead
+from app.labeling.service import ensure_ready_tasks, queue_sampling
+from app.projects.service import get_project
+from app.prompts.models import Prompt
+
+api = APIRouter(prefix="/jobs", tags=["jobs"])
+MAX_PROMPTS_PER_REQUEST = 10_000
+
+
+@api.post("", response_model=JobList, status_code=201,
+          summary="Queue work (admin); sampling is split into jobs of a few prompts each")
+def create_job(body: JobCreate, session: SessionDep, admin: AdminUser) -> JobList:
+    project = get_project(session=session, project_id=body.project_id, user=admin)
+    if body.kind != JobKind.sample:
+        raise Invalid(f"job kind {body.kind} is not available in this version; only 'sample' is", code="unsupported_job_kind")
+    prompt_ids = body.params.get("prompt_ids")
+    count = body.params.get("count")
+    if (prompt_ids is None) == (count is None):
+        raise Invalid("sample params need exactly one of prompt_ids (a list) or count (a number)", code="invalid_params")
+    before = {j.id for j in session.scalars(select(Job).where(Job.project_id == project.id, Job.state.in_(service.ACTIVE)))}
+    if prompt_ids is not None:
+        if (not isinstance(prompt_ids, list) or not prompt_ids or len(prompt_ids) > MAX_PROMPTS_PER_REQUEST
+                or not all(isinstance(i, int) and not isinstance(i, bool) for i in prompt_ids)):
+            raise Invalid(f"prompt_ids must be a list of 1 to {MAX_PROMPTS_PER_REQUEST} prompt ids", code="invalid_params")
+        known = set(session.scalars(select(Prompt.id).where(Prompt.project_id == project.id, Prompt.id.in_(prompt_ids))))
+        unknown = sorted(set(prompt_ids) - known)
+        if unknown:
+            raise Invalid(f"no prompt {', '.join(map(str, unknown[:20]))} in project {project.id}", code="unknown_prompt")
+        jobs = queue_sampling(session=session, project=project, prompt_ids=sorted(set(prompt_ids)), created_by_id=admin.id)
+    else:
+        if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_PROMPTS_PER_REQUEST:
+            raise Invalid(f"count must be a whole number from 1 to {MAX_PROMPTS_PER_REQUEST}", code="invalid_params")
+        if project.current_policy_id is None:
+            raise Invalid(f"project {project.name!r} has no current policy", code="no_policy")
+        ensure_ready_tasks(session=session, project=project, target=0, extra=count, created_by_id=admin.id)
+        jobs = [j for j in session.scalars(select(Job).where(Job.project_id == project.id, Job.state == JobState.queued))
+                if j.id not in before]
+    session.commit()
+    return JobList(items=[JobRead.model_validate(j) for j in jobs])
+
+
+@api.get("", response_model=JobList, summary="Recent jobs, newest first (admin)")
+def list_jobs(session: SessionDep, _admin: AdminReader, project_id: Annotated[int | None, Query()] = None,
+              state: Annotated[JobState | None, Query()] = None,
+              limit: Annotated[int, Query(ge=1, le=500)] = 50) -> JobList:
+    query = select(Job).order_by(Job.id.desc()).limit(limit)
+    if project_id is not None:
+        query = query.where(Job.project_id == project_id)
+    if state is not None:
+        query = query.where(Job.state == state)
+    return JobList(items=[JobRead.model_validate(j) for j in session.scalars(query)])
+
+
+@api.get("/{job_id}", response_model=JobRead, summary="One job: state, progress, timings, error (admin)")
+def get_job(job_id: int, session: SessionDep, _admin: AdminReader) -> JobRead:
+    return JobRead.model_validate(service.get_job(session=session, job_id=job_id))
+
+
+@api.post("/{job_id}/cancel", response_model=JobRead, summary="Cancel a queued or running job (admin)")
+def cancel_job(job_id: int, session: SessionDep, _admin: AdminUser) -> JobRead:
+    job = service.cancel(session=session, job_id=job_id)
+    session.commit()
+    return JobRead.model_validate(job)

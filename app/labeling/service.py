@@ -1,0 +1,78 @@
+"""Keeping labelers supplied with tasks, and reading tasks with their completions."""
+
+from sqlalchemy import exists, func, select
+from sqlalchemy.orm import Session
+
+from app.errors import Invalid
+from app.jobs import service as jobs
+from app.jobs.models import Job, JobKind, JobState
+from app.labeling.models import Task, TaskCompletion, TaskState
+from app.projects.models import Project
+from app.prompts.models import Completion, Prompt
+
+SAMPLE_BATCH = 8  # prompts per sampling job: one batched forward of 8 prompts x K samples
+
+
+def pending_prompt_ids(*, session: Session, project: Project) -> set[int]:
+    """Prompts that a queued or running sampling job of this project will give tasks to."""
+    payloads = session.scalars(select(Job.payload).where(
+        Job.project_id == project.id, Job.kind == JobKind.sample, Job.state.in_(jobs.ACTIVE)))
+    return {pid for payload in payloads for pid in payload.get("prompt_ids", [])}
+
+
+def queue_sampling(*, session: Session, project: Project, prompt_ids: list[int], created_by_id: int | None = None,
+                   batch: int = SAMPLE_BATCH) -> list[Job]:
+    """Sampling jobs from the project's current policy for these prompts, in batches."""
+    if project.current_policy_id is None:
+        raise Invalid(f"project {project.name!r} has no current policy; register one and promote it",
+                      code="no_policy")
+    queued = []
+    for start in range(0, len(prompt_ids), batch):
+        chunk = prompt_ids[start:start + batch]
+        queued.append(jobs.enqueue(
+            session=session, kind=JobKind.sample, project_id=project.id, created_by_id=created_by_id,
+            payload={"prompt_ids": chunk, "model_version_id": project.current_policy_id},
+            dedupe_key=f"sample:{project.id}:{project.current_policy_id}:{','.join(map(str, chunk))}"[:200],
+        ))
+    return queued
+
+
+def ensure_ready_tasks(*, session: Session, project: Project, target: int, extra: int = 0,
+                       created_by_id: int | None = None) -> int:
+    """Queue sampling so that open tasks plus those being sampled reach `target` (+ `extra`); returns prompts queued."""
+    if project.current_policy_id is None:
+        return 0
+    open_tasks = session.scalar(select(func.count()).select_from(Task).where(
+        Task.project_id == project.id, Task.state == TaskState.open)) or 0
+    pending = pending_prompt_ids(session=session, project=project)
+    need = target + extra - open_tasks - len(pending)
+    if need <= 0:
+        return 0
+    sampled_by_policy = exists().where(
+        Task.prompt_id == Prompt.id, TaskCompletion.task_id == Task.id, Completion.id == TaskCompletion.completion_id,
+        Completion.model_version_id == project.current_policy_id)
+    query = select(Prompt.id).where(Prompt.project_id == project.id, ~sampled_by_policy).order_by(Prompt.id)
+    if pending:
+        query = query.where(Prompt.id.not_in(pending))
+    prompt_ids = list(session.scalars(query.limit(need)))
+    queue_sampling(session=session, project=project, prompt_ids=prompt_ids, created_by_id=created_by_id)
+    return len(prompt_ids)
+
+
+def list_tasks(*, session: Session, project: Project, state: TaskState | None = None, after_id: int | None = None,
+               limit: int = 100) -> list[tuple[Task, list[Completion]]]:
+    query = select(Task).where(Task.project_id == project.id).order_by(Task.id).limit(limit)
+    if state is not None:
+        query = query.where(Task.state == state)
+    if after_id is not None:
+        query = query.where(Task.id > after_id)
+    tasks = list(session.scalars(query))
+    if not tasks:
+        return []
+    rows = session.execute(
+        select(TaskCompletion.task_id, Completion).join(Completion, Completion.id == TaskCompletion.completion_id)
+        .where(TaskCompletion.task_id.in_([t.id for t in tasks])).order_by(TaskCompletion.task_id, TaskCompletion.position))
+    by_task: dict[int, list[Completion]] = {t.id: [] for t in tasks}
+    for task_id, completion in rows:
+        by_task[task_id].append(completion)
+    return [(t, by_task[t.id]) for t in tasks]

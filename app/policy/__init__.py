@@ -1,0 +1,1 @@
+"""Sampling backends (worker side): local transformers models and OpenAI-compatible servers."""
