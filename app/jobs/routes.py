@@ -28,7 +28,6 @@ def create_job(body: JobCreate, session: SessionDep, admin: AdminUser) -> JobLis
     count = body.params.get("count")
     if (prompt_ids is None) == (count is None):
         raise Invalid("sample params need exactly one of prompt_ids (a list) or count (a number)", code="invalid_params")
-    before = {j.id for j in session.scalars(select(Job).where(Job.project_id == project.id, Job.state.in_(service.ACTIVE)))}
     if prompt_ids is not None:
         if (not isinstance(prompt_ids, list) or not prompt_ids or len(prompt_ids) > MAX_PROMPTS_PER_REQUEST
                 or not all(isinstance(i, int) and not isinstance(i, bool) for i in prompt_ids)):
@@ -43,9 +42,7 @@ def create_job(body: JobCreate, session: SessionDep, admin: AdminUser) -> JobLis
             raise Invalid(f"count must be a whole number from 1 to {MAX_PROMPTS_PER_REQUEST}", code="invalid_params")
         if project.current_policy_id is None:
             raise Invalid(f"project {project.name!r} has no current policy", code="no_policy")
-        ensure_ready_tasks(session=session, project=project, target=0, extra=count, created_by_id=admin.id)
-        jobs = [j for j in session.scalars(select(Job).where(Job.project_id == project.id, Job.state == JobState.queued))
-                if j.id not in before]
+        jobs = ensure_ready_tasks(session=session, project=project, target=0, extra=count, created_by_id=admin.id)
     session.commit()
     return JobList(items=[JobRead.model_validate(j) for j in jobs])
 

@@ -168,6 +168,10 @@ def cancel(*, session: Session, job_id: int) -> Job:
     return job
 
 
+def recent_jobs(*, session: Session, project_id: int, limit: int = 10) -> list[Job]:
+    return list(session.scalars(select(Job).where(Job.project_id == project_id).order_by(Job.id.desc()).limit(limit)))
+
+
 def get_job(*, session: Session, job_id: int) -> Job:
     job = get_by_id(session, Job, job_id)
     if job is None:

@@ -133,7 +133,8 @@ def top_up(engine: Engine, settings: Settings) -> int:
     queued = 0
     with Session(engine) as session:
         for project in session.scalars(select(Project).where(Project.current_policy_id.is_not(None))):
-            queued += ensure_ready_tasks(session=session, project=project, target=settings.ready_tasks)
+            jobs = ensure_ready_tasks(session=session, project=project, target=settings.ready_tasks)
+            queued += sum(len(job.payload["prompt_ids"]) for job in jobs)
         session.commit()
     return queued
 

@@ -38,16 +38,16 @@ def queue_sampling(*, session: Session, project: Project, prompt_ids: list[int],
 
 
 def ensure_ready_tasks(*, session: Session, project: Project, target: int, extra: int = 0,
-                       created_by_id: int | None = None) -> int:
-    """Queue sampling so that open tasks plus those being sampled reach `target` (+ `extra`); returns prompts queued."""
+                       created_by_id: int | None = None) -> list[Job]:
+    """Queue sampling so that open tasks plus those being sampled reach `target` (+ `extra`); returns the new jobs."""
     if project.current_policy_id is None:
-        return 0
+        return []
     open_tasks = session.scalar(select(func.count()).select_from(Task).where(
         Task.project_id == project.id, Task.state == TaskState.open)) or 0
     pending = pending_prompt_ids(session=session, project=project)
     need = target + extra - open_tasks - len(pending)
     if need <= 0:
-        return 0
+        return []
     sampled_by_policy = exists().where(
         Task.prompt_id == Prompt.id, TaskCompletion.task_id == Task.id, Completion.id == TaskCompletion.completion_id,
         Completion.model_version_id == project.current_policy_id)
@@ -55,8 +55,7 @@ def ensure_ready_tasks(*, session: Session, project: Project, target: int, extra
     if pending:
         query = query.where(Prompt.id.not_in(pending))
     prompt_ids = list(session.scalars(query.limit(need)))
-    queue_sampling(session=session, project=project, prompt_ids=prompt_ids, created_by_id=created_by_id)
-    return len(prompt_ids)
+    return queue_sampling(session=session, project=project, prompt_ids=prompt_ids, created_by_id=created_by_id)
 
 
 def list_tasks(*, session: Session, project: Project, state: TaskState | None = None, after_id: int | None = None,

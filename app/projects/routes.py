@@ -7,7 +7,8 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 from starlette.datastructures import FormData
 
-from app.deps import AdminUser, CurrentUser, FormDep, SessionDep
+from app.db import get_by_id
+from app.deps import AdminUser, CurrentUser, FormDep, SessionDep, SettingsDep
 from app.errors import DomainError, Invalid, describe_validation_errors
 from app.pages import render
 from app.projects import service
@@ -15,6 +16,9 @@ from app.projects.models import Project
 from app.projects.schemas import (
     Flag, LikertScale, ProjectCreate, ProjectList, ProjectRead, ProjectUpdate, RatingSchema, SamplingParams,
 )
+from app.jobs.service import recent_jobs
+from app.labeling.service import ensure_ready_tasks
+from app.models.models import ModelVersion
 from app.prompts.service import recent_prompts
 from app.users.models import Role
 from app.users.service import list_users
@@ -182,12 +186,30 @@ def edit_project_submit(project_id: int, request: Request, session: SessionDep, 
 def project_page(request: Request, session: SessionDep, user, project: Project, *,
                  import_result: Any = None, import_error: Any = None, status_code: int = 200) -> Response:
     """The project page; the prompt upload renders it too, with its outcome."""
-    return render(request, "projects/detail.html", {
+    admin_only = {
+        "policy": get_by_id(session, ModelVersion, project.current_policy_id) if project.current_policy_id else None,
+        "jobs": recent_jobs(session=session, project_id=project.id),
+        "ready_tasks": request.app.state.settings.ready_tasks,
+    } if user.is_admin else {}
+    return render(request, "projects/detail.html", {**admin_only,
         "user": user, "project": project, "members": service.members(session=session, project=project),
         "stats": service.project_stats(session=session, project=project),
         "recent_prompts": recent_prompts(session=session, project=project),
         "import_result": import_result, "import_error": import_error,
     }, status_code=status_code)
+
+
+@pages.post("/projects/{project_id}/sample")
+def sample_more(project_id: int, session: SessionDep, admin: AdminUser, form: FormDep,
+                settings: SettingsDep) -> Response:
+    project = service.get_project(session=session, project_id=project_id, user=admin)
+    count = form.get("count", "")
+    if not isinstance(count, str) or not count.isdecimal() or not 1 <= int(count) <= 10_000:
+        raise Invalid("count must be a whole number from 1 to 10000", code="invalid_count")
+    ensure_ready_tasks(session=session, project=project, target=settings.ready_tasks, extra=int(count),
+                       created_by_id=admin.id)
+    session.commit()
+    return RedirectResponse(f"/projects/{project.id}#sampling-heading", status_code=303)
 
 
 @pages.get("/projects/{project_id}")

@@ -54,7 +54,7 @@ def create_user(*, session: Session, username: str, role: Role, password: str,
     if session.scalar(select(User.id).where(func.lower(User.username) == username.lower())):
         raise Conflict(f"user {username!r} already exists", code="username_taken")
     user = User(username=username, role=role, password_hash=hash_password(password),
-                display_name=display_name or username)
+                display_name=display_name)
     session.add(user)
     session.flush()
     return user

