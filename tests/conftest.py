@@ -199,3 +199,20 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory):
     from tests.policy.models import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture
+def admin(db: Session):
+    """An admin account (tests/factories.py makes others)."""
+    from tests.factories import make_admin
+
+    return make_admin(db)
+
+
+@pytest.fixture
+def admin_headers(db: Session, admin) -> dict[str, str]:
+    """Bearer headers of an admin-scoped token of `admin`."""
+    from app.users.models import Scope
+    from tests.factories import bearer, make_token
+
+    return bearer(make_token(db, admin, Scope.admin))

@@ -1,7 +1,5 @@
 """Settings, the error shape, the HTML error page and what the web process imports."""
 
-import json
-import os
 import stat
 import subprocess
 import sys

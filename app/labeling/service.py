@@ -5,7 +5,7 @@ from sqlalchemy.orm import Session
 
 from app.errors import Invalid
 from app.jobs import service as jobs
-from app.jobs.models import Job, JobKind, JobState
+from app.jobs.models import Job, JobKind
 from app.labeling.models import Task, TaskCompletion, TaskState
 from app.projects.models import Project
 from app.prompts.models import Completion, Prompt

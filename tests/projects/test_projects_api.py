@@ -16,7 +16,7 @@ from app.projects.schemas import INSTRUCTGPT_FLAGS
 from app.projects.service import find_project
 from app.prompts.models import Prompt, PromptKind
 from app.users.models import Role, Scope
-from tests.factories import bearer, login, make_admin, make_project, make_token, make_user
+from tests.factories import bearer, login, make_project, make_token, make_user
 
 API = "/api/v1/projects"
 
@@ -44,16 +44,6 @@ def add_task(db: Session, project: Project, prompt: Prompt) -> Task:
     db.add(task)
     db.flush()
     return task
-
-
-@pytest.fixture
-def admin(db):
-    return make_admin(db)
-
-
-@pytest.fixture
-def admin_headers(db, admin):
-    return bearer(make_token(db, admin, Scope.admin))
 
 
 # Creating over the API.

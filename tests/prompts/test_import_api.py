@@ -41,16 +41,6 @@ def stored(db: Session, project: Project) -> list[Prompt]:
 
 
 @pytest.fixture
-def admin(db):
-    return make_admin(db)
-
-
-@pytest.fixture
-def admin_headers(db, admin):
-    return bearer(make_token(db, admin, Scope.admin))
-
-
-@pytest.fixture
 def project(db, admin):
     return make_project(db, admin)
 
