@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     ready_tasks: int = Field(20, ge=0, le=100_000)
     job_lease_seconds: int = Field(300, ge=5, le=86_400)
     openai_api_key: SecretStr | None = None
+    policy_timeout_seconds: float = Field(120.0, gt=0, le=3600)
+    policy_retries: int = Field(4, ge=0, le=20)
 
     @property
     def sqlalchemy_url(self) -> str:

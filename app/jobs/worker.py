@@ -91,7 +91,7 @@ def _describe(exc: BaseException) -> str:
 
 def run_one(engine: Engine, settings: Settings, worker_id: str) -> bool:
     """Claim and run one job; False when none was ready."""
-    from app.policy.base import PolicyError
+    from app.policy.base import PolicyError, PolicyUnavailable
 
     lease = timedelta(seconds=settings.job_lease_seconds)
     job = queue.claim(engine, worker_id=worker_id, kinds=list(HANDLERS), lease=lease)
@@ -114,7 +114,7 @@ def run_one(engine: Engine, settings: Settings, worker_id: str) -> bool:
             session.rollback()
             ctx.stop_heartbeat()
             error = _describe(exc)
-            retry = not isinstance(exc, (JobError, PolicyError))
+            retry = isinstance(exc, PolicyUnavailable) or not isinstance(exc, (JobError, PolicyError))
             with Session(engine) as failed:
                 try:
                     state = queue.fail(session=failed, job=job, error=error, retry=retry)

@@ -8,6 +8,10 @@ class PolicyError(Exception):
     """A policy could not be loaded or asked: the message says what to fix."""
 
 
+class PolicyUnavailable(PolicyError):
+    """The policy's server did not answer in time or kept failing: worth another attempt later."""
+
+
 @dataclass(frozen=True)
 class PromptSpec:
     """A prompt as the policy sees it: plain text, or chat turns (role/content dicts)."""

@@ -24,7 +24,8 @@ def policy_for(model: ModelVersion, ctx: JobContext) -> Policy:
 
         key = model.config.get("api_key") or (
             ctx.settings.openai_api_key.get_secret_value() if ctx.settings.openai_api_key else None)
-        return OpenAIPolicy(base_url=model.config["base_url"], model=model.config["model"], api_key=key)
+        return OpenAIPolicy(base_url=model.config["base_url"], model=model.config["model"], api_key=key,
+                            timeout=ctx.settings.policy_timeout_seconds, max_retries=ctx.settings.policy_retries)
     if model.backend == "transformers":
         from app.policy.transformers_backend import load_policy
 

@@ -205,3 +205,45 @@ def test_a_worker_killed_mid_job_leads_to_one_clean_retry(engine, fresh_database
         assert (job.state, job.attempt, job.lease_owner) == (JobState.succeeded, 2, "survivor")
         assert session.scalar(select(func.count()).select_from(Task)) == 3  # one task per prompt, once
         assert session.scalar(select(func.count()).select_from(Completion)) == 6
+
+
+def test_worker_samples_from_an_openai_compatible_server(engine, fresh_database_url, tmp_path):
+    from tests.policy.fake_openai import FakeOpenAI
+
+    with FakeOpenAI() as server, Session(engine) as session:
+        admin = make_admin(session)
+        project = make_project(session, admin, k=2, labels_per_task=1)
+        model = register_model(session=session, data=ModelCreate(name="served", backend="openai",
+                                                                  base_url=server.base_url, model="m"))
+        promote(model=model, project=project)
+        items = [validate_item({"prompt": f"question {i}"}, i) for i in range(3)]
+        import_prompts(session=session, project=project, items=items, source="t", creator=admin)
+        [job] = queue_sampling(session=session, project=project, prompt_ids=list(session.scalars(select(Prompt.id))))
+        session.commit()
+        job_id = job.id
+        settings = _settings(fresh_database_url, tmp_path)
+        assert run_one(engine, settings, "w")
+        session.expire_all()
+        done = session.get(Job, job_id)
+        assert done.state == JobState.succeeded, done.error
+        texts = list(session.scalars(select(Completion.text).order_by(Completion.id)))
+        assert len(texts) == 6 and all(" to: question " in t for t in texts)
+        assert len(server.behaviour.requests) == 3 and {r["n"] for r in server.behaviour.requests} == {2}
+
+        # A refused key fails the job at once, with the server's words; an outage is retried later.
+        server.behaviour.status = 401
+        [refused] = queue_sampling(session=session, project=project, prompt_ids=[1])
+        session.commit()
+        assert run_one(engine, settings, "w")
+        session.expire_all()
+        failed = session.get(Job, refused.id)
+        assert failed.state == JobState.failed and "answered 401: invalid api key" in failed.error
+        server.behaviour.status, server.behaviour.fail_first = None, 100
+        [outage] = queue_sampling(session=session, project=project, prompt_ids=[2])
+        session.commit()
+        settings.policy_retries = 1
+        assert run_one(engine, settings, "w")
+        session.expire_all()
+        retrying = session.get(Job, outage.id)
+        assert retrying.state == JobState.queued and retrying.attempt == 1
+        assert "PolicyUnavailable" in retrying.error and "after 2 tries: answered 503: overloaded" in retrying.error
