@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query
 from sqlalchemy import select
 
 from app.deps import AdminReader, AdminUser, SessionDep
-from app.errors import Invalid
+from app.errors import Conflict, Invalid
 from app.jobs import service
 from app.jobs.models import Job, JobKind, JobState
 from app.jobs.schemas import JobCreate, JobList, JobRead
@@ -18,9 +18,8 @@ api = APIRouter(prefix="/jobs", tags=["jobs"])
 MAX_PROMPTS_PER_REQUEST = 10_000
 
 
-@api.post("", response_model=JobList, status_code=201,
-          summary="Queue work (admin); sampling is split into jobs of a few prompts each")
-def create_job(body: JobCreate, session: SessionDep, admin: AdminUser) -> JobList:
+@api.post("", response_model=JobRead, status_code=201, summary="Queue one job (admin)")
+def create_job(body: JobCreate, session: SessionDep, admin: AdminUser) -> JobRead:
     project = get_project(session=session, project_id=body.project_id, user=admin)
     if body.kind != JobKind.sample:
         raise Invalid(f"job kind {body.kind} is not available in this version; only 'sample' is", code="unsupported_job_kind")
@@ -36,15 +35,21 @@ def create_job(body: JobCreate, session: SessionDep, admin: AdminUser) -> JobLis
         unknown = sorted(set(prompt_ids) - known)
         if unknown:
             raise Invalid(f"no prompt {', '.join(map(str, unknown[:20]))} in project {project.id}", code="unknown_prompt")
-        jobs = queue_sampling(session=session, project=project, prompt_ids=sorted(set(prompt_ids)), created_by_id=admin.id)
+        prompt_ids = sorted(set(prompt_ids))
+        jobs = queue_sampling(session=session, project=project, prompt_ids=prompt_ids, created_by_id=admin.id,
+                              batch=len(prompt_ids))
     else:
         if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_PROMPTS_PER_REQUEST:
             raise Invalid(f"count must be a whole number from 1 to {MAX_PROMPTS_PER_REQUEST}", code="invalid_params")
         if project.current_policy_id is None:
             raise Invalid(f"project {project.name!r} has no current policy", code="no_policy")
-        jobs = ensure_ready_tasks(session=session, project=project, target=0, extra=count, created_by_id=admin.id)
+        jobs = ensure_ready_tasks(session=session, project=project, target=0, extra=count, created_by_id=admin.id,
+                                  batch=count)
+        if not jobs:
+            raise Conflict("nothing to sample: every prompt already has a task from the current policy or is "
+                           "being sampled; import more prompts or pass prompt_ids", code="nothing_to_sample")
     session.commit()
-    return JobList(items=[JobRead.model_validate(j) for j in jobs])
+    return JobRead.model_validate(jobs[0])
 
 
 @api.get("", response_model=JobList, summary="Recent jobs, newest first (admin)")

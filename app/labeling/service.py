@@ -38,7 +38,7 @@ def queue_sampling(*, session: Session, project: Project, prompt_ids: list[int],
 
 
 def ensure_ready_tasks(*, session: Session, project: Project, target: int, extra: int = 0,
-                       created_by_id: int | None = None) -> list[Job]:
+                       created_by_id: int | None = None, batch: int = SAMPLE_BATCH) -> list[Job]:
     """Queue sampling so that open tasks plus those being sampled reach `target` (+ `extra`); returns the new jobs."""
     if project.current_policy_id is None:
         return []
@@ -55,7 +55,8 @@ def ensure_ready_tasks(*, session: Session, project: Project, target: int, extra
     if pending:
         query = query.where(Prompt.id.not_in(pending))
     prompt_ids = list(session.scalars(query.limit(need)))
-    return queue_sampling(session=session, project=project, prompt_ids=prompt_ids, created_by_id=created_by_id)
+    return queue_sampling(session=session, project=project, prompt_ids=prompt_ids, created_by_id=created_by_id,
+                          batch=batch)
 
 
 def list_tasks(*, session: Session, project: Project, state: TaskState | None = None, after_id: int | None = None,

@@ -15,6 +15,7 @@ from app.projects.models import Project
 from app.prompts.models import Completion, Prompt
 
 MAX_ROUNDS = 4  # the first draw and up to three redraws for prompts short of K distinct completions
+CHUNK = 8  # prompts per batched call; progress and the lease check come between chunks
 
 
 def policy_for(model: ModelVersion, ctx: JobContext) -> Policy:
@@ -53,26 +54,28 @@ def run_sample_job(ctx: JobContext) -> dict[str, Any]:
 
     found: dict[int, list[Sample]] = {p.id: [] for p in prompts}
     seen: dict[int, set[str]] = {p.id: set() for p in prompts}
-    todo, tokens, draws = list(prompts), 0, 0
-    for round_ in range(MAX_ROUNDS):
-        if not todo:
-            break
-        ctx.check()
-        ctx.progress(1 - len(todo) / max(len(prompts), 1),
-                     f"round {round_ + 1}: sampling {len(todo)} prompt(s) x {k} from {model.name}")
-        n = max(k - len(found[p.id]) for p in todo) + (1 if round_ else 0)
-        params = SamplingParams(n=n, temperature=sp["temperature"], top_p=sp["top_p"],
-                                max_new_tokens=sp["max_new_tokens"], seed=random.randrange(2**31))
-        outputs = policy.sample([PromptSpec(text=p.text, messages=p.messages) for p in todo], params)
-        for prompt, samples in zip(todo, outputs, strict=True):
-            for sample in samples:
-                draws += 1
-                tokens += sample.token_count
-                key = _key(sample.text)
-                if key and key not in seen[prompt.id] and len(found[prompt.id]) < k:
-                    seen[prompt.id].add(key)
-                    found[prompt.id].append(sample)
-        todo = [p for p in todo if len(found[p.id]) < k]
+    tokens = draws = 0
+    for start in range(0, len(prompts), CHUNK):
+        todo = prompts[start:start + CHUNK]
+        where = f"prompts {start + 1}-{start + len(todo)} of {len(prompts)}"
+        for round_ in range(MAX_ROUNDS):
+            if not todo:
+                break
+            ctx.check()
+            ctx.progress(start / len(prompts), f"{where}, round {round_ + 1}: sampling x{k} from {model.name}")
+            n = max(k - len(found[p.id]) for p in todo) + (1 if round_ else 0)
+            params = SamplingParams(n=n, temperature=sp["temperature"], top_p=sp["top_p"],
+                                    max_new_tokens=sp["max_new_tokens"], seed=random.randrange(2**31))
+            outputs = policy.sample([PromptSpec(text=p.text, messages=p.messages) for p in todo], params)
+            for prompt, samples in zip(todo, outputs, strict=True):
+                for sample in samples:
+                    draws += 1
+                    tokens += sample.token_count
+                    key = _key(sample.text)
+                    if key and key not in seen[prompt.id] and len(found[prompt.id]) < k:
+                        seen[prompt.id].add(key)
+                        found[prompt.id].append(sample)
+            todo = [p for p in todo if len(found[p.id]) < k]
 
     ready = [p for p in prompts if len(found[p.id]) == k]
     if prompts and not ready:

@@ -59,11 +59,19 @@ def test_sample_more_by_count_and_by_prompt_ids(client, db):
     by_count = client.post("/api/v1/jobs", json={"kind": "sample", "project_id": project.id, "params": {"count": 10}},
                            headers=headers)
     assert by_count.status_code == 201
-    assert [len(j["payload"]["prompt_ids"]) for j in by_count.json()["items"]] == [8, 2]
+    job = by_count.json()
+    assert (job["kind"], job["state"], len(job["payload"]["prompt_ids"])) == ("sample", "queued", 10)
+    assert client.get(f"/api/v1/jobs/{job['id']}", headers=headers).json()["payload"] == job["payload"]
     first_ids = sorted(db.scalars(select(Prompt.id)))[:2]
     by_ids = client.post("/api/v1/jobs", json={"kind": "sample", "project_id": project.id,
                                                "params": {"prompt_ids": first_ids}}, headers=headers)
-    assert by_ids.status_code == 201 and by_ids.json()["items"][0]["payload"]["prompt_ids"] == first_ids
+    assert by_ids.status_code == 201 and by_ids.json()["payload"]["prompt_ids"] == first_ids
+    rest = client.post("/api/v1/jobs", json={"kind": "sample", "project_id": project.id, "params": {"count": 50}},
+                       headers=headers)
+    assert len(rest.json()["payload"]["prompt_ids"]) == 10  # the prompts not yet being sampled
+    nothing = client.post("/api/v1/jobs", json={"kind": "sample", "project_id": project.id, "params": {"count": 1}},
+                          headers=headers)
+    assert nothing.status_code == 409 and nothing.json()["error"]["code"] == "nothing_to_sample"
     assert _count(db, Job) == 3
 
 
