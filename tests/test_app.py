@@ -137,3 +137,24 @@ def test_healthz_is_503_when_the_database_is_gone(tmp_path):
 def test_secret_is_not_in_the_settings_repr(tmp_path):
     settings = Settings(data_dir=tmp_path, secret_key="s" * 40)
     assert "s" * 40 not in repr(settings)
+
+
+def test_streamed_body_over_the_limit_is_413_and_imports_nothing(client, db, admin, admin_headers):
+    from sqlalchemy import func, select
+
+    from app.prompts.models import Prompt
+    from tests.factories import make_project
+
+    project = make_project(db, admin)
+
+    def chunks():  # no Content-Length: the limit must be enforced while reading
+        line = b'{"prompt": "' + b"x" * 1000 + b'"}\n'
+        for _ in range(9 * 1024):
+            yield line
+
+    response = client.post(f"/api/v1/projects/{project.id}/prompts", content=chunks(),
+                           headers={**admin_headers, "content-type": "application/x-ndjson"})
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+    db.expire_all()
+    assert db.scalar(select(func.count()).select_from(Prompt)) == 0
