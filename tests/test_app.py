@@ -148,8 +148,8 @@ def test_streamed_body_over_the_limit_is_413_and_imports_nothing(client, db, adm
     project = make_project(db, admin)
 
     def chunks():  # no Content-Length: the limit must be enforced while reading
-        line = b'{"prompt": "' + b"x" * 1000 + b'"}\n'
-        for _ in range(9 * 1024):
+        line = b'{"prompt": "' + b"x" * 64_000 + b'"}\n'
+        for _ in range(150):
             yield line
 
     response = client.post(f"/api/v1/projects/{project.id}/prompts", content=chunks(),

@@ -16,13 +16,21 @@ from starlette.routing import Route
 
 @dataclass
 class Behaviour:
-    fail_first: int = 0  # answer 503 this many times first
+    fail_first: int = 0  # answer fail_status this many times first
+    fail_status: int = 503
+    retry_after: str | None = None  # sent with those failures
     status: int | None = None  # always answer this status with an OpenAI error body
+    error_message: str = "invalid api key"
     malformed: bool = False
+    body: Any = None  # answer this JSON as it is, instead of a made-up completion
     ignore_n: bool = False
     delay: float = 0.0
     requests: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)  # time.monotonic() as each request arrived
+    in_flight: int = 0
+    max_in_flight: int = 0
 
 
 class FakeOpenAI:
@@ -44,6 +52,8 @@ class FakeOpenAI:
         deadline = time.monotonic() + 10
         while not self.server.started and time.monotonic() < deadline:
             time.sleep(0.02)
+        if not self.server.started:
+            raise RuntimeError(f"the fake OpenAI server did not start on port {self.port}")
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -55,15 +65,28 @@ class FakeOpenAI:
         body = await request.json()
         b.requests.append(body)
         b.headers.append(dict(request.headers))
-        if b.delay:
-            await asyncio.sleep(b.delay)
+        b.paths.append(request.url.path)
+        b.times.append(time.monotonic())
+        b.in_flight += 1
+        b.max_in_flight = max(b.max_in_flight, b.in_flight)
+        try:
+            if b.delay:
+                await asyncio.sleep(b.delay)
+            return self.answer(b, body)
+        finally:
+            b.in_flight -= 1
+
+    def answer(self, b: Behaviour, body: dict[str, Any]):
         if b.fail_first > 0:
             b.fail_first -= 1
-            return JSONResponse({"error": {"message": "overloaded"}}, status_code=503)
+            headers = {"Retry-After": b.retry_after} if b.retry_after is not None else None
+            return JSONResponse({"error": {"message": "overloaded"}}, status_code=b.fail_status, headers=headers)
         if b.status is not None:
-            return JSONResponse({"error": {"message": "invalid api key", "type": "auth"}}, status_code=b.status)
+            return JSONResponse({"error": {"message": b.error_message, "type": "auth"}}, status_code=b.status)
         if b.malformed:
             return PlainTextResponse("<html>not json</html>")
+        if b.body is not None:
+            return JSONResponse(b.body)
         question = body["messages"][-1]["content"]
         n = 1 if b.ignore_n else body.get("n", 1)
         choices = [{"index": i, "message": {"role": "assistant", "content": f"answer {len(b.requests)}.{i} to: {question}"},
