@@ -1,5 +1,7 @@
 """Keeping labelers supplied with tasks, and reading tasks with their completions."""
 
+import hashlib
+
 from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
@@ -11,6 +13,11 @@ from app.projects.models import Project
 from app.prompts.models import Completion, Prompt
 
 SAMPLE_BATCH = 8  # prompts per sampling job: one batched forward of 8 prompts x K samples
+
+
+def _digest(prompt_ids: list[int]) -> str:
+    # The same prompts from the same policy are one piece of work, however many there are.
+    return hashlib.sha256(",".join(map(str, prompt_ids)).encode()).hexdigest()[:32]
 
 
 def pending_prompt_ids(*, session: Session, project: Project) -> set[int]:
@@ -32,7 +39,7 @@ def queue_sampling(*, session: Session, project: Project, prompt_ids: list[int],
         queued.append(jobs.enqueue(
             session=session, kind=JobKind.sample, project_id=project.id, created_by_id=created_by_id,
             payload={"prompt_ids": chunk, "model_version_id": project.current_policy_id},
-            dedupe_key=f"sample:{project.id}:{project.current_policy_id}:{','.join(map(str, chunk))}"[:200],
+            dedupe_key=f"sample:{project.id}:{project.current_policy_id}:{_digest(chunk)}",
         ))
     return queued
 

@@ -1,8 +1,9 @@
 """Sampling from an OpenAI-compatible server (vLLM, SGLang, TGI, llama.cpp server) over HTTP."""
 
+import math
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Self
 
 import httpx
 
@@ -39,7 +40,7 @@ class OpenAIPolicy:
     def close(self) -> None:
         self.client.close()
 
-    def __enter__(self) -> "OpenAIPolicy":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -176,7 +177,7 @@ def _retry_after_seconds(value: str | None) -> float | None:
         seconds = float(value) if value is not None else None
     except ValueError:
         return None
-    if seconds is None or seconds != seconds or seconds < 0:  # seconds != seconds: NaN
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
         return None
     return min(seconds, MAX_BACKOFF)
 
