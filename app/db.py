@@ -87,3 +87,11 @@ T = TypeVar("T")
 def get_by_id(session: Session, model: type[T], ident: int) -> T | None:
     """session.get(), with ids outside the integer range treated as missing."""
     return session.get(model, ident) if 0 < ident <= MAX_ROW_ID else None
+
+
+def begin_write(session: Session) -> None:
+    """Start the session's transaction as a writer: on SQLite take the write lock now (BEGIN IMMEDIATE),
+    so read-then-write sequences cannot interleave; PostgreSQL uses row locks instead."""
+    connection = session.connection()
+    if connection.dialect.name == "sqlite" and not connection.connection.dbapi_connection.in_transaction:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")

@@ -15,7 +15,7 @@ from sqlalchemy import Engine, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.db import get_by_id, utcnow
+from app.db import begin_write, get_by_id, utcnow
 from app.errors import Conflict, NotFound
 from app.jobs.models import Job, JobKind, JobMetric, JobState
 
@@ -68,9 +68,7 @@ def claim(engine: Engine, *, worker_id: str, kinds: list[JobKind] | None = None,
     """Lease the oldest ready job to this worker (its own transaction, committed); None when none is ready."""
     now = utcnow()
     with Session(engine, expire_on_commit=False) as session:
-        if engine.dialect.name == "sqlite":
-            # Take the write lock before reading, so two workers never pick the same row.
-            session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+        begin_write(session)  # SQLite: the write lock before reading, so two workers never pick one row
         pick = (select(Job.id).where(_claimable(now, kinds)).order_by(Job.id).limit(1)
                 .with_for_update(skip_locked=True))
         job_id = session.scalar(pick)

@@ -23,7 +23,8 @@ class OpenAIPolicy:
         base = base_url.strip().rstrip("/")
         if not base.startswith(("http://", "https://")):
             raise PolicyError(f"the policy's base_url {base_url!r} must start with http:// or https://")
-        # People paste both "http://host:8000" and "http://host:8000/v1"; requests always go under /v1.
+        # People paste "http://host:8000", ".../v1" and the full endpoint; requests always go under /v1.
+        base = base.removesuffix("/chat/completions")
         self.base_url = base if base.endswith("/v1") else base + "/v1"
         self.url = self.base_url + "/chat/completions"
         self.model = model

@@ -39,19 +39,10 @@ def _key(text: str) -> str:
     return " ".join(text.split())
 
 
-def run_sample_job(ctx: JobContext) -> dict[str, Any]:
-    session, job = ctx.session, ctx.job
-    started = time.monotonic()
-    project = session.get(Project, job.project_id) if job.project_id else None
-    model = session.get(ModelVersion, job.payload.get("model_version_id", 0))
-    if project is None or model is None:
-        raise JobError("the job's project or model version no longer exists")
-    prompts = list(session.scalars(select(Prompt).where(
-        Prompt.project_id == project.id, Prompt.id.in_(job.payload.get("prompt_ids", []))).order_by(Prompt.id)))
+def _draw(ctx: JobContext, policy: Policy, prompts: list[Prompt], project: Project,
+          model: ModelVersion) -> tuple[dict[int, list[Sample]], int, int]:
+    """Up to K distinct completions per prompt, CHUNK prompts per batched call."""
     k, sp = project.k, project.sampling_params
-    ctx.progress(0.0, f"loading policy {model.name}")
-    policy = policy_for(model, ctx)
-
     found: dict[int, list[Sample]] = {p.id: [] for p in prompts}
     seen: dict[int, set[str]] = {p.id: set() for p in prompts}
     tokens = draws = 0
@@ -76,7 +67,28 @@ def run_sample_job(ctx: JobContext) -> dict[str, Any]:
                         seen[prompt.id].add(key)
                         found[prompt.id].append(sample)
             todo = [p for p in todo if len(found[p.id]) < k]
+    return found, tokens, draws
 
+
+def run_sample_job(ctx: JobContext) -> dict[str, Any]:
+    session, job = ctx.session, ctx.job
+    started = time.monotonic()
+    project = session.get(Project, job.project_id) if job.project_id else None
+    model = session.get(ModelVersion, job.payload.get("model_version_id", 0))
+    if project is None or model is None:
+        raise JobError("the job's project or model version no longer exists")
+    prompts = list(session.scalars(select(Prompt).where(
+        Prompt.project_id == project.id, Prompt.id.in_(job.payload.get("prompt_ids", []))).order_by(Prompt.id)))
+    sp = project.sampling_params
+    ctx.progress(0.0, f"loading policy {model.name}")
+    policy = policy_for(model, ctx)
+    try:
+        found, tokens, draws = _draw(ctx, policy, prompts, project, model)
+    finally:
+        close = getattr(policy, "close", None)  # HTTP backends hold a connection pool; local models stay cached
+        if close is not None:
+            close()
+    k = project.k
     ready = [p for p in prompts if len(found[p.id]) == k]
     if prompts and not ready:
         raise JobError(f"the policy gave fewer than {k} distinct completions for every prompt after "
