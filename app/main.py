@@ -14,6 +14,7 @@ from app.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
 from app.pages import ROOT, make_templates
 from app.jobs.routes import api as jobs_api
 from app.labeling.routes import api as tasks_api
+from app.labeling.routes import labeling_api
 from app.models.routes import api as models_api
 from app.projects.routes import api as projects_api
 from app.projects.routes import pages as projects_pages
@@ -52,7 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
 
-    for router in (users_api, projects_api, prompts_api, tasks_api, jobs_api, models_api):
+    for router in (users_api, projects_api, prompts_api, tasks_api, labeling_api, jobs_api, models_api):
         app.include_router(router, prefix=API_PREFIX)
     for router in (users_pages, projects_pages, prompts_pages):
         app.include_router(router)

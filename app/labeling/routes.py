@@ -1,17 +1,23 @@
-"""Tasks: /api/v1/projects/{id}/tasks."""
+"""Tasks, leases and judgments over /api/v1."""
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Header, Query
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy import select
 
 from app.db import MAX_ROW_ID
-from app.deps import AdminReader, SessionDep
-from app.labeling import service
-from app.labeling.models import TaskState
-from app.labeling.schemas import CompletionRead, TaskList, TaskRead
+from app.deps import AdminReader, LabelingUser, SessionDep
+from app.labeling import assignments, judgments, service
+from app.labeling.models import Assignment, Task, TaskState
+from app.labeling.schemas import (
+    AssignmentRead, CompletionRead, JudgmentCreate, JudgmentRead, SkipRequest, TaskList, TaskRead,
+)
 from app.projects.service import get_project
+from app.prompts.models import Completion, Prompt
 
 api = APIRouter(prefix="/projects/{project_id}/tasks", tags=["tasks"])
+labeling_api = APIRouter(tags=["labeling"])
 
 
 @api.get("", response_model=TaskList, summary="Tasks with their completions and state (admin), by cursor")
@@ -26,3 +32,59 @@ def list_tasks(project_id: int, session: SessionDep, admin: AdminReader,
                       completions=[CompletionRead.model_validate(c) for c in completions])
              for t, completions in rows]
     return TaskList(items=items, next_cursor=items[-1].id if len(items) == limit else None)
+
+
+def _assignment_read(session: SessionDep, assignment: Assignment) -> AssignmentRead:
+    task = session.get(Task, assignment.task_id)
+    prompt = session.get(Prompt, task.prompt_id)
+    texts = dict(session.execute(select(Completion.id, Completion.text).where(
+        Completion.id.in_(assignment.display_order))).all())
+    return AssignmentRead(
+        id=assignment.id, task_id=task.id, lease_expires_at=assignment.lease_expires_at,
+        prompt={"id": prompt.id, "kind": prompt.kind, "text": prompt.text, "messages": prompt.messages},
+        completions=[{"id": cid, "text": texts[cid]} for cid in assignment.display_order],
+    )
+
+
+@labeling_api.post("/projects/{project_id}/assignments", response_model=AssignmentRead, status_code=201,
+                   responses={204: {"description": "No task is waiting for this labeler"}},
+                   summary="Lease the next task (or the one you hold) for labeling")
+def lease_next(project_id: int, session: SessionDep, user: LabelingUser) -> Response:
+    project = get_project(session=session, project_id=project_id, user=user)
+    assignment = assignments.lease_next(session=session, project=project, user=user)
+    if assignment is None:
+        session.commit()
+        return Response(status_code=204)
+    body = _assignment_read(session, assignment)
+    session.commit()
+    return JSONResponse(body.model_dump(mode="json"), status_code=201)
+
+
+@labeling_api.post("/assignments/{assignment_id}/judgment", response_model=JudgmentRead, status_code=201,
+                   summary="Submit a ranking and ratings; the Idempotency-Key makes retries safe")
+def submit(assignment_id: int, body: JudgmentCreate, session: SessionDep, user: LabelingUser,
+           idempotency_key: Annotated[str, Header(max_length=100)]) -> JudgmentRead:
+    assignment = assignments.get_assignment(session=session, assignment_id=assignment_id, user=user)
+    judgment, _created = judgments.submit_judgment(session=session, assignment=assignment, user=user, body=body,
+                                                    idempotency_key=idempotency_key)
+    summary = judgments.judgment_summary(session=session, judgment=judgment)
+    session.commit()
+    return JudgmentRead.model_validate(summary)
+
+
+@labeling_api.post("/assignments/{assignment_id}/heartbeat", response_model=AssignmentRead,
+                   summary="Keep the lease while the task is open")
+def heartbeat(assignment_id: int, session: SessionDep, user: LabelingUser) -> AssignmentRead:
+    assignment = assignments.get_assignment(session=session, assignment_id=assignment_id, user=user)
+    assignments.heartbeat(session=session, assignment=assignment)
+    body = _assignment_read(session, assignment)
+    session.commit()
+    return body
+
+
+@labeling_api.post("/assignments/{assignment_id}/skip", status_code=204, summary="Give the task back")
+def skip(assignment_id: int, body: SkipRequest, session: SessionDep, user: LabelingUser) -> Response:
+    assignment = assignments.get_assignment(session=session, assignment_id=assignment_id, user=user)
+    assignments.skip(session=session, assignment=assignment, reason=body.reason)
+    session.commit()
+    return Response(status_code=204)

@@ -1,8 +1,9 @@
 """Tasks over the API."""
 
 from datetime import datetime
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.labeling.models import TaskState
 from app.prompts.models import FinishReason
@@ -33,3 +34,48 @@ class TaskRead(BaseModel):
 class TaskList(BaseModel):
     items: list[TaskRead]
     next_cursor: int | None
+
+
+class RatingIn(BaseModel):
+    likert: int | None = None
+    flags: list[str] = Field(default_factory=list, max_length=50)
+    note: str = Field("", max_length=10_000)
+
+
+class JudgmentCreate(BaseModel):
+    """A ranking of the task's completions (1 = best, equal ranks = a tie) and the ratings."""
+
+    ranks: dict[str, int] = Field(max_length=9)
+    ratings: dict[str, RatingIn] = Field(default_factory=dict, max_length=9)
+    rationale: str = Field("", max_length=20_000)
+    none_acceptable: bool = False
+    prompt_flags: list[Annotated[str, Field(min_length=1, max_length=40)]] = Field(default_factory=list, max_length=20)
+    demonstration: str | None = Field(None, max_length=50_000)
+    duration_ms: int | None = Field(None, ge=0, le=7 * 24 * 3600 * 1000)
+
+
+class AssignmentRead(BaseModel):
+    id: int
+    task_id: int
+    lease_expires_at: datetime
+    prompt: dict
+    completions: list[dict]
+
+
+class PairRead(BaseModel):
+    chosen_id: int
+    rejected_id: int
+    margin: int
+    is_tie: bool
+
+
+class JudgmentRead(BaseModel):
+    id: int
+    task_id: int
+    assignment_id: int
+    created_at: datetime
+    comparisons: list[PairRead]
+
+
+class SkipRequest(BaseModel):
+    reason: str = Field("", max_length=2000)

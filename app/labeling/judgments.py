@@ -1,0 +1,136 @@
+"""Submitting a judgment: validated against the task, idempotent, expanded into its K-choose-2 pairs."""
+
+import hashlib
+import json
+from itertools import combinations
+from typing import Any
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.orm import Session
+
+from app.db import begin_write, utcnow
+from app.errors import Conflict, Invalid
+from app.labeling.models import (
+    Assignment, AssignmentState, Comparison, CompletionRating, Judgment, Task, TaskCompletion, TaskState,
+)
+from app.labeling.schemas import JudgmentCreate
+from app.projects.models import Project
+from app.users.models import User
+
+MAX_KEY_CHARS = 100
+
+
+def expand_pairs(ranks: dict[int, int]) -> list[tuple[int, int, int, bool]]:
+    """(chosen, rejected, margin, is_tie) for every pair of completions; 1 is the best rank."""
+    pairs = []
+    for a, b in combinations(sorted(ranks), 2):
+        if ranks[a] == ranks[b]:
+            pairs.append((a, b, 0, True))  # a tie keeps both sides, lower id first
+        elif ranks[a] < ranks[b]:
+            pairs.append((a, b, ranks[b] - ranks[a], False))
+        else:
+            pairs.append((b, a, ranks[a] - ranks[b], False))
+    return pairs
+
+
+def request_hash(body: JudgmentCreate) -> str:
+    canonical = json.dumps(body.model_dump(mode="json", exclude={"duration_ms"}), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _validate(body: JudgmentCreate, completion_ids: list[int], project: Project) -> dict[int, int]:
+    problems: list[str] = []
+    try:
+        ranks = {int(cid): rank for cid, rank in body.ranks.items()}
+    except ValueError:
+        raise Invalid("ranks must map completion ids to ranks", code="invalid_ranking") from None
+    expected, given = set(completion_ids), set(ranks)
+    if given != expected:
+        missing, unknown = sorted(expected - given), sorted(given - expected)
+        if missing:
+            problems.append(f"completions {missing} have no rank")
+        if unknown:
+            problems.append(f"completions {unknown} are not in this task")
+    k = len(completion_ids)
+    bad = sorted(cid for cid, rank in ranks.items() if not 1 <= rank <= k)
+    if bad:
+        problems.append(f"ranks must be between 1 and {k} (completions {bad})")
+    if ranks and min(ranks.values()) != 1:
+        problems.append("the best completion must have rank 1")
+    if not project.allow_ties and len(set(ranks.values())) != len(ranks):
+        problems.append("this project does not allow ties: give every completion its own rank")
+    schema = project.rating_schema
+    low, high = schema["likert"]["min"], schema["likert"]["max"]
+    allowed_flags = {f["key"] for f in schema["flags"]}
+    for cid, rating in body.ratings.items():
+        if not cid.isdecimal() or int(cid) not in expected:
+            problems.append(f"rating for completion {cid}, which is not in this task")
+            continue
+        if rating.likert is not None and not low <= rating.likert <= high:
+            problems.append(f"Likert for completion {cid} is {rating.likert}; the scale is {low} to {high}")
+        unknown_flags = sorted(set(rating.flags) - allowed_flags)
+        if unknown_flags:
+            problems.append(f"flags {unknown_flags} on completion {cid} are not in the project's rating form")
+    if problems:
+        raise Invalid("; ".join(problems), code="invalid_judgment", details=[{"message": p} for p in problems])
+    return ranks
+
+
+def submit_judgment(*, session: Session, assignment: Assignment, user: User, body: JudgmentCreate,
+                    idempotency_key: str) -> tuple[Judgment, bool]:
+    """Store a labeler's judgment once; a retry with the same key and body returns the first (created=False)."""
+    key = idempotency_key.strip()
+    if not key or len(key) > MAX_KEY_CHARS:
+        raise Invalid(f"the Idempotency-Key header must be 1 to {MAX_KEY_CHARS} characters", code="invalid_key")
+    digest = request_hash(body)
+    begin_write(session)
+    # The task row is the lock every lease and submission of this task goes through.
+    task = session.scalar(select(Task).where(Task.id == assignment.task_id).with_for_update())
+    earlier = session.scalar(select(Judgment).where(Judgment.user_id == user.id, Judgment.idempotency_key == key))
+    if earlier is not None:
+        if earlier.request_hash != digest or earlier.assignment_id != assignment.id:
+            raise Invalid("this Idempotency-Key was already used for a different submission; send a new key",
+                          code="idempotency_key_reused")
+        return earlier, False
+    if assignment.state == AssignmentState.submitted:
+        raise Conflict("this task is already judged by you; revise the judgment instead", code="already_judged")
+    if assignment.state == AssignmentState.skipped:
+        raise Conflict("you skipped this task", code="skipped")
+    project = session.get(Project, task.project_id)
+    completion_ids = list(session.scalars(select(TaskCompletion.completion_id).where(TaskCompletion.task_id == task.id)))
+    ranks = _validate(body, completion_ids, project)
+    submitted = session.scalar(select(func.count()).select_from(Assignment).where(
+        Assignment.task_id == task.id, Assignment.state == AssignmentState.submitted)) or 0
+    if task.state != TaskState.open or submitted >= task.labels_needed:
+        raise Conflict("this task already has all the labels it needs; your lease had expired", code="task_full")
+
+    judgment = Judgment(task_id=task.id, user_id=user.id, assignment_id=assignment.id, idempotency_key=key,
+                        request_hash=digest, duration_ms=body.duration_ms, rationale=body.rationale,
+                        none_acceptable=body.none_acceptable, prompt_flags=sorted(set(body.prompt_flags)),
+                        demonstration=body.demonstration)
+    session.add(judgment)
+    session.flush()
+    session.execute(insert(CompletionRating), [
+        {"judgment_id": judgment.id, "completion_id": cid, "rank": ranks[cid],
+         "likert": (body.ratings.get(str(cid)).likert if str(cid) in body.ratings else None),
+         "flags": sorted(set(body.ratings[str(cid)].flags)) if str(cid) in body.ratings else [],
+         "note": body.ratings[str(cid)].note if str(cid) in body.ratings else ""}
+        for cid in sorted(ranks)])
+    session.execute(insert(Comparison), [
+        {"judgment_id": judgment.id, "task_id": task.id, "chosen_id": chosen, "rejected_id": rejected,
+         "margin": margin, "is_tie": tie} for chosen, rejected, margin, tie in expand_pairs(ranks)])
+    assignment.state = AssignmentState.submitted
+    task.labels_done = submitted + 1
+    if task.labels_done >= task.labels_needed:
+        task.state = TaskState.complete
+    judgment.updated_at = utcnow()
+    session.flush()
+    return judgment, True
+
+
+def judgment_summary(*, session: Session, judgment: Judgment) -> dict[str, Any]:
+    pairs = session.scalars(select(Comparison).where(Comparison.judgment_id == judgment.id).order_by(Comparison.id))
+    return {"id": judgment.id, "task_id": judgment.task_id, "assignment_id": judgment.assignment_id,
+            "created_at": judgment.created_at,
+            "comparisons": [{"chosen_id": c.chosen_id, "rejected_id": c.rejected_id, "margin": c.margin,
+                             "is_tie": c.is_tie} for c in pairs]}
