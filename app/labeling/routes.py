@@ -2,22 +2,24 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from app.db import MAX_ROW_ID
-from app.deps import AdminReader, LabelingUser, SessionDep
+from app.deps import AdminReader, CurrentUser, LabelingUser, SessionDep
 from app.labeling import assignments, judgments, service
-from app.labeling.models import Assignment, Task, TaskState
+from app.labeling.models import Assignment, Judgment, Task, TaskState
 from app.labeling.schemas import (
     AssignmentRead, CompletionRead, JudgmentCreate, JudgmentRead, SkipRequest, TaskList, TaskRead,
 )
+from app.pages import render, render_markdown
 from app.projects.service import get_project
 from app.prompts.models import Completion, Prompt
 
 api = APIRouter(prefix="/projects/{project_id}/tasks", tags=["tasks"])
 labeling_api = APIRouter(tags=["labeling"])
+pages = APIRouter(include_in_schema=False)
 
 
 @api.get("", response_model=TaskList, summary="Tasks with their completions and state (admin), by cursor")
@@ -42,7 +44,9 @@ def _assignment_read(session: SessionDep, assignment: Assignment) -> AssignmentR
     return AssignmentRead(
         id=assignment.id, task_id=task.id, lease_expires_at=assignment.lease_expires_at,
         prompt={"id": prompt.id, "kind": prompt.kind, "text": prompt.text, "messages": prompt.messages},
-        completions=[{"id": cid, "text": texts[cid]} for cid in assignment.display_order],
+        # html: the markdown rendered with raw HTML escaped, as the labeling page shows it.
+        completions=[{"id": cid, "text": texts[cid], "html": str(render_markdown(texts[cid]))}
+                     for cid in assignment.display_order],
     )
 
 
@@ -88,3 +92,12 @@ def skip(assignment_id: int, body: SkipRequest, session: SessionDep, user: Label
     assignments.skip(session=session, assignment=assignment, reason=body.reason)
     session.commit()
     return Response(status_code=204)
+
+
+@pages.get("/projects/{project_id}/label")
+def label_page(project_id: int, request: Request, session: SessionDep, user: CurrentUser) -> Response:
+    """The labeling page; its script leases tasks and submits judgments through the API."""
+    project = get_project(session=session, project_id=project_id, user=user)
+    my_count = session.scalar(select(func.count()).select_from(Judgment).join(Task, Task.id == Judgment.task_id)
+                              .where(Task.project_id == project.id, Judgment.user_id == user.id)) or 0
+    return render(request, "labeling/label.html", {"user": user, "project": project, "my_count": my_count})

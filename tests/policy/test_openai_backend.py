@@ -173,7 +173,9 @@ def test_other_client_errors_are_not_retried(server):
     with make_policy(server.base_url) as policy, pytest.raises(PolicyError) as err:
         policy.sample(PROMPTS, PARAMS)
     assert str(err.value).endswith("answered 404: The model `tiny-llama` does not exist.")
-    assert len(server.behaviour.requests) == 3  # one per prompt, none repeated
+    # None repeated; prompts not yet sent when the first refusal came back may never be sent.
+    asked = [r["messages"][-1]["content"] for r in server.behaviour.requests]
+    assert 1 <= len(asked) <= 3 and len(asked) == len(set(asked))
 
 
 def test_a_body_that_is_not_json_is_reported(server):
