@@ -5,11 +5,11 @@ import json
 from itertools import combinations
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
-from app.db import begin_write, utcnow
-from app.errors import Conflict, Invalid
+from app.db import begin_write, get_by_id, utcnow
+from app.errors import Conflict, Invalid, NotFound
 from app.labeling.models import (
     Assignment, AssignmentState, Comparison, CompletionRating, Judgment, Task, TaskCompletion, TaskState,
 )
@@ -76,6 +76,22 @@ def _validate(body: JudgmentCreate, completion_ids: list[int], project: Project)
     return ranks
 
 
+def _write_pairs(session: Session, judgment: Judgment, task: Task, body: JudgmentCreate, ranks: dict[int, int]) -> None:
+    session.execute(insert(CompletionRating), [
+        {"judgment_id": judgment.id, "completion_id": cid, "rank": ranks[cid],
+         "likert": (body.ratings.get(str(cid)).likert if str(cid) in body.ratings else None),
+         "flags": sorted(set(body.ratings[str(cid)].flags)) if str(cid) in body.ratings else [],
+         "note": body.ratings[str(cid)].note if str(cid) in body.ratings else ""}
+        for cid in sorted(ranks)])
+    session.execute(insert(Comparison), [
+        {"judgment_id": judgment.id, "task_id": task.id, "chosen_id": chosen, "rejected_id": rejected,
+         "margin": margin, "is_tie": tie} for chosen, rejected, margin, tie in expand_pairs(ranks)])
+
+
+def _task_completion_ids(session: Session, task: Task) -> list[int]:
+    return list(session.scalars(select(TaskCompletion.completion_id).where(TaskCompletion.task_id == task.id)))
+
+
 def submit_judgment(*, session: Session, assignment: Assignment, user: User, body: JudgmentCreate,
                     idempotency_key: str) -> tuple[Judgment, bool]:
     """Store a labeler's judgment once; a retry with the same key and body returns the first (created=False)."""
@@ -97,8 +113,7 @@ def submit_judgment(*, session: Session, assignment: Assignment, user: User, bod
     if assignment.state == AssignmentState.skipped:
         raise Conflict("you skipped this task", code="skipped")
     project = session.get(Project, task.project_id)
-    completion_ids = list(session.scalars(select(TaskCompletion.completion_id).where(TaskCompletion.task_id == task.id)))
-    ranks = _validate(body, completion_ids, project)
+    ranks = _validate(body, _task_completion_ids(session, task), project)
     submitted = session.scalar(select(func.count()).select_from(Assignment).where(
         Assignment.task_id == task.id, Assignment.state == AssignmentState.submitted)) or 0
     if task.state != TaskState.open or submitted >= task.labels_needed:
@@ -110,15 +125,7 @@ def submit_judgment(*, session: Session, assignment: Assignment, user: User, bod
                         demonstration=body.demonstration)
     session.add(judgment)
     session.flush()
-    session.execute(insert(CompletionRating), [
-        {"judgment_id": judgment.id, "completion_id": cid, "rank": ranks[cid],
-         "likert": (body.ratings.get(str(cid)).likert if str(cid) in body.ratings else None),
-         "flags": sorted(set(body.ratings[str(cid)].flags)) if str(cid) in body.ratings else [],
-         "note": body.ratings[str(cid)].note if str(cid) in body.ratings else ""}
-        for cid in sorted(ranks)])
-    session.execute(insert(Comparison), [
-        {"judgment_id": judgment.id, "task_id": task.id, "chosen_id": chosen, "rejected_id": rejected,
-         "margin": margin, "is_tie": tie} for chosen, rejected, margin, tie in expand_pairs(ranks)])
+    _write_pairs(session, judgment, task, body, ranks)
     assignment.state = AssignmentState.submitted
     task.labels_done = submitted + 1
     if task.labels_done >= task.labels_needed:
@@ -128,9 +135,71 @@ def submit_judgment(*, session: Session, assignment: Assignment, user: User, bod
     return judgment, True
 
 
+def revise_judgment(*, session: Session, judgment: Judgment, user: User, body: JudgmentCreate,
+                    idempotency_key: str) -> Judgment:
+    """Replace a labeler's own judgment; its ratings and pairs follow. A retry of the same revision is a no-op."""
+    if judgment.user_id != user.id:
+        raise NotFound(f"judgment {judgment.id} not found", code="judgment_not_found")
+    key = idempotency_key.strip()
+    if not key or len(key) > MAX_KEY_CHARS:
+        raise Invalid(f"the Idempotency-Key header must be 1 to {MAX_KEY_CHARS} characters", code="invalid_key")
+    digest = request_hash(body)
+    if judgment.idempotency_key == key:
+        if judgment.request_hash != digest:
+            raise Invalid("this Idempotency-Key was already used for a different submission; send a new key",
+                          code="idempotency_key_reused")
+        return judgment
+    if session.scalar(select(Judgment.id).where(Judgment.user_id == user.id, Judgment.idempotency_key == key)):
+        raise Invalid("this Idempotency-Key was already used for another judgment; send a new key",
+                      code="idempotency_key_reused")
+    begin_write(session)
+    task = session.scalar(select(Task).where(Task.id == judgment.task_id).with_for_update())
+    ranks = _validate(body, _task_completion_ids(session, task), session.get(Project, task.project_id))
+    session.execute(delete(CompletionRating).where(CompletionRating.judgment_id == judgment.id))
+    session.execute(delete(Comparison).where(Comparison.judgment_id == judgment.id))
+    _write_pairs(session, judgment, task, body, ranks)
+    judgment.idempotency_key, judgment.request_hash = key, digest
+    judgment.rationale, judgment.none_acceptable = body.rationale, body.none_acceptable
+    judgment.prompt_flags, judgment.demonstration = sorted(set(body.prompt_flags)), body.demonstration
+    judgment.duration_ms = (judgment.duration_ms or 0) + (body.duration_ms or 0)
+    judgment.revision += 1
+    judgment.updated_at = utcnow()
+    session.flush()
+    return judgment
+
+
+def get_own_judgment(*, session: Session, judgment_id: int, user: User) -> Judgment:
+    judgment = get_by_id(session, Judgment, judgment_id)
+    if judgment is None or judgment.user_id != user.id:
+        raise NotFound(f"judgment {judgment_id} not found", code="judgment_not_found")
+    return judgment
+
+
+def recent_judgments(*, session: Session, project: Project, user: User, limit: int = 10) -> list[Judgment]:
+    return list(session.scalars(
+        select(Judgment).join(Task, Task.id == Judgment.task_id)
+        .where(Task.project_id == project.id, Judgment.user_id == user.id)
+        .order_by(Judgment.id.desc()).limit(limit)))
+
+
+def judgment_detail(*, session: Session, judgment: Judgment) -> dict[str, Any]:
+    """A judgment with what the labeler saw and answered, to reopen it for revision."""
+    assignment = session.get(Assignment, judgment.assignment_id)
+    ratings = {r.completion_id: r for r in session.scalars(
+        select(CompletionRating).where(CompletionRating.judgment_id == judgment.id))}
+    return {
+        **judgment_summary(session=session, judgment=judgment), "revision": judgment.revision,
+        "rationale": judgment.rationale, "none_acceptable": judgment.none_acceptable,
+        "prompt_flags": judgment.prompt_flags, "demonstration": judgment.demonstration,
+        "display_order": assignment.display_order,
+        "ranks": {str(cid): r.rank for cid, r in ratings.items()},
+        "ratings": {str(cid): {"likert": r.likert, "flags": r.flags, "note": r.note} for cid, r in ratings.items()},
+    }
+
+
 def judgment_summary(*, session: Session, judgment: Judgment) -> dict[str, Any]:
     pairs = session.scalars(select(Comparison).where(Comparison.judgment_id == judgment.id).order_by(Comparison.id))
     return {"id": judgment.id, "task_id": judgment.task_id, "assignment_id": judgment.assignment_id,
-            "created_at": judgment.created_at,
+            "created_at": judgment.created_at, "revision": judgment.revision,
             "comparisons": [{"chosen_id": c.chosen_id, "rejected_id": c.rejected_id, "margin": c.margin,
                              "is_tie": c.is_tie} for c in pairs]}

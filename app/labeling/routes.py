@@ -11,7 +11,8 @@ from app.deps import AdminReader, CurrentUser, LabelingUser, SessionDep
 from app.labeling import assignments, judgments, service
 from app.labeling.models import Assignment, Judgment, Task, TaskState
 from app.labeling.schemas import (
-    AssignmentRead, CompletionRead, JudgmentCreate, JudgmentRead, SkipRequest, TaskList, TaskRead,
+    AssignmentRead, CompletionRead, JudgmentCreate, JudgmentDetail, JudgmentList, JudgmentRead, SkipRequest, TaskList,
+    TaskRead,
 )
 from app.pages import render, render_markdown
 from app.projects.service import get_project
@@ -36,18 +37,22 @@ def list_tasks(project_id: int, session: SessionDep, admin: AdminReader,
     return TaskList(items=items, next_cursor=items[-1].id if len(items) == limit else None)
 
 
-def _assignment_read(session: SessionDep, assignment: Assignment) -> AssignmentRead:
+def _shown(session: SessionDep, assignment: Assignment) -> tuple[dict, list[dict]]:
+    """The prompt and the completions in the order this labeler saw them."""
     task = session.get(Task, assignment.task_id)
     prompt = session.get(Prompt, task.prompt_id)
     texts = dict(session.execute(select(Completion.id, Completion.text).where(
         Completion.id.in_(assignment.display_order))).all())
-    return AssignmentRead(
-        id=assignment.id, task_id=task.id, lease_expires_at=assignment.lease_expires_at,
-        prompt={"id": prompt.id, "kind": prompt.kind, "text": prompt.text, "messages": prompt.messages},
-        # html: the markdown rendered with raw HTML escaped, as the labeling page shows it.
-        completions=[{"id": cid, "text": texts[cid], "html": str(render_markdown(texts[cid]))}
-                     for cid in assignment.display_order],
-    )
+    # html: the markdown rendered with raw HTML escaped, as the labeling page shows it.
+    return ({"id": prompt.id, "kind": prompt.kind, "text": prompt.text, "messages": prompt.messages},
+            [{"id": cid, "text": texts[cid], "html": str(render_markdown(texts[cid]))}
+             for cid in assignment.display_order])
+
+
+def _assignment_read(session: SessionDep, assignment: Assignment) -> AssignmentRead:
+    prompt, completions = _shown(session, assignment)
+    return AssignmentRead(id=assignment.id, task_id=assignment.task_id, lease_expires_at=assignment.lease_expires_at,
+                          prompt=prompt, completions=completions)
 
 
 @labeling_api.post("/projects/{project_id}/assignments", response_model=AssignmentRead, status_code=201,
@@ -71,6 +76,35 @@ def submit(assignment_id: int, body: JudgmentCreate, session: SessionDep, user: 
     assignment = assignments.get_assignment(session=session, assignment_id=assignment_id, user=user)
     judgment, _created = judgments.submit_judgment(session=session, assignment=assignment, user=user, body=body,
                                                     idempotency_key=idempotency_key)
+    summary = judgments.judgment_summary(session=session, judgment=judgment)
+    session.commit()
+    return JudgmentRead.model_validate(summary)
+
+
+@labeling_api.get("/judgments", response_model=JudgmentList, summary="Your latest judgments in a project")
+def my_judgments(session: SessionDep, user: CurrentUser, project_id: Annotated[int, Query()],
+                 limit: Annotated[int, Query(ge=1, le=100)] = 10) -> JudgmentList:
+    project = get_project(session=session, project_id=project_id, user=user)
+    return JudgmentList(items=[JudgmentRead.model_validate(judgments.judgment_summary(session=session, judgment=j))
+                               for j in judgments.recent_judgments(session=session, project=project, user=user,
+                                                                   limit=limit)])
+
+
+@labeling_api.get("/judgments/{judgment_id}", response_model=JudgmentDetail,
+                  summary="One of your judgments, with the task as you saw it")
+def my_judgment(judgment_id: int, session: SessionDep, user: CurrentUser) -> JudgmentDetail:
+    judgment = judgments.get_own_judgment(session=session, judgment_id=judgment_id, user=user)
+    detail = judgments.judgment_detail(session=session, judgment=judgment)
+    prompt, completions = _shown(session, session.get(Assignment, judgment.assignment_id))
+    return JudgmentDetail.model_validate({**detail, "prompt": prompt, "completions": completions})
+
+
+@labeling_api.put("/judgments/{judgment_id}", response_model=JudgmentRead,
+                  summary="Revise your judgment; its pairs follow (Idempotency-Key as for submitting)")
+def revise(judgment_id: int, body: JudgmentCreate, session: SessionDep, user: LabelingUser,
+           idempotency_key: Annotated[str, Header(max_length=100)]) -> JudgmentRead:
+    judgment = judgments.get_own_judgment(session=session, judgment_id=judgment_id, user=user)
+    judgments.revise_judgment(session=session, judgment=judgment, user=user, body=body, idempotency_key=idempotency_key)
     summary = judgments.judgment_summary(session=session, judgment=judgment)
     session.commit()
     return JudgmentRead.model_validate(summary)
@@ -100,4 +134,6 @@ def label_page(project_id: int, request: Request, session: SessionDep, user: Cur
     project = get_project(session=session, project_id=project_id, user=user)
     my_count = session.scalar(select(func.count()).select_from(Judgment).join(Task, Task.id == Judgment.task_id)
                               .where(Task.project_id == project.id, Judgment.user_id == user.id)) or 0
-    return render(request, "labeling/label.html", {"user": user, "project": project, "my_count": my_count})
+    recent = judgments.recent_judgments(session=session, project=project, user=user)
+    return render(request, "labeling/label.html", {"user": user, "project": project, "my_count": my_count,
+                                                   "recent": recent})

@@ -74,7 +74,24 @@ class JudgmentRead(BaseModel):
     task_id: int
     assignment_id: int
     created_at: datetime
+    revision: int
     comparisons: list[PairRead]
+
+
+class JudgmentDetail(JudgmentRead):
+    rationale: str
+    none_acceptable: bool
+    prompt_flags: list[str]
+    demonstration: str | None
+    display_order: list[int]
+    ranks: dict[str, int]
+    ratings: dict[str, RatingIn]
+    prompt: dict
+    completions: list[dict]
+
+
+class JudgmentList(BaseModel):
+    items: list[JudgmentRead]
 
 
 class SkipRequest(BaseModel):

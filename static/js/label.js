@@ -11,7 +11,8 @@
   const $ = (id) => document.getElementById(id);
   const LETTERS = "ABCDEFGHI";
 
-  let assignment = null;   // the leased task, as the API returned it
+  let assignment = null;   // the leased task (or the judged one being revised), as the API returned it
+  let revising = null;     // the judgment being revised, if any
   let ranking = [];        // [{id, tied}] best first; tied = same rank as the one above
   let selected = null;     // completion id chosen with the keyboard
   let startedAt = 0;
@@ -37,8 +38,17 @@
   function say(id, text) { $(id).textContent = text; show(id, Boolean(text)); }
   function letter(id) { return LETTERS[assignment.completions.findIndex((c) => c.id === id)]; }
 
+  async function reopen(judgmentId) {
+    try {
+      const {data} = await api("GET", `/judgments/${judgmentId}`);
+      load(data, data);
+      say("status", `Revising your judgment #${data.id} (revision ${data.revision}).`);
+    } catch (err) { say("error", "Could not reopen that judgment: " + err.message); await next(); }
+  }
+
   async function next() {
     say("error", "");
+    revising = null;
     clearInterval(heartbeatTimer);
     try {
       const {status, data} = await api("POST", `/projects/${projectId}/assignments`);
@@ -47,8 +57,9 @@
     } catch (err) { say("error", "Could not get a task: " + err.message); }
   }
 
-  function load(data) {
+  function load(data, previous) {
     assignment = data;
+    revising = previous || null;
     ranking = [];
     selected = null;
     startedAt = Date.now();
@@ -61,8 +72,27 @@
     show("ab-buttons", data.completions.length === 2);
     show("empty", false);
     show("task", true);
+    if (revising) prefill(revising);
     renderRanking();
+    if (revising) return;  // nothing is leased while revising
     heartbeatTimer = setInterval(() => api("POST", `/assignments/${assignment.id}/heartbeat`).catch(() => {}), 5 * 60 * 1000);
+  }
+
+  function prefill(previous) {
+    const byRank = Object.entries(previous.ranks).map(([id, rank]) => [Number(id), rank]).sort((a, b) => a[1] - b[1]);
+    ranking = byRank.map(([id, rank], i) => ({id, tied: i > 0 && byRank[i - 1][1] === rank}));
+    for (const [id, rating] of Object.entries(previous.ratings)) {
+      if (rating.likert !== null) document.querySelector(`input[name="likert-${id}"][value="${rating.likert}"]`).checked = true;
+      for (const flag of rating.flags) {
+        const box = document.querySelector(`input[name="flag-${id}"][value="${CSS.escape(flag)}"]`);
+        if (box) box.checked = true;
+      }
+      document.querySelector(`input[name="note-${id}"]`).value = rating.note;
+    }
+    $("rationale").value = previous.rationale;
+    $("demonstration").value = previous.demonstration || "";
+    $("none-acceptable").checked = previous.none_acceptable;
+    $("report-prompt").checked = previous.prompt_flags.includes("reported");
   }
 
   function renderPrompt(prompt) {
@@ -256,9 +286,13 @@
     $("submit").disabled = true;
     say("error", "");
     try {
-      const {data} = await api("POST", `/assignments/${assignment.id}/judgment`, body(), {"Idempotency-Key": idempotencyKey});
-      $("my-count").textContent = String(Number($("my-count").textContent) + 1);
-      say("status", `Saved: ${data.comparisons.length} preference pairs. Next task…`);
+      const headers = {"Idempotency-Key": idempotencyKey};
+      const {data} = revising
+        ? await api("PUT", `/judgments/${revising.id}`, body(), headers)
+        : await api("POST", `/assignments/${assignment.id}/judgment`, body(), headers);
+      if (!revising) $("my-count").textContent = String(Number($("my-count").textContent) + 1);
+      say("status", `Saved${revising ? " revision " + data.revision : ""}: ${data.comparisons.length} preference pairs. Next task…`);
+      if (revising) history.replaceState(null, "", location.pathname);
       sending = false;
       await next();
     } catch (err) {
@@ -269,6 +303,7 @@
   }
 
   async function skip() {
+    if (revising) { history.replaceState(null, "", location.pathname); await next(); return; }
     try {
       await api("POST", `/assignments/${assignment.id}/skip`, {reason: $("skip-reason").value});
       say("status", "Skipped.");
@@ -298,5 +333,6 @@
     const s = Math.floor((Date.now() - startedAt) / 1000);
     $("elapsed").textContent = `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
   }, 1000);
-  next();
+  const revise = new URLSearchParams(location.search).get("revise");
+  if (revise) reopen(revise); else next();
 })();

@@ -237,3 +237,54 @@ def test_fifty_labelers_at_once_never_over_collect(backend, fresh_database_url):
         assert len(pairs) == len(set(pairs)) == 30
         assert {t.labels_done for t in db.scalars(select(Task))} == {3}
     engine.dispose()
+
+
+def test_revising_a_judgment_replaces_its_pairs(client, db, labeling):
+    project, _labelers, headers = labeling
+    a = client.post(f"/api/v1/projects/{project.id}/assignments", headers=headers[0]).json()
+    order = [c["id"] for c in a["completions"]]
+    first = client.post(f"/api/v1/assignments/{a['id']}/judgment", json=_body(order),
+                        headers={**headers[0], "Idempotency-Key": "first"}).json()
+    detail = client.get(f"/api/v1/judgments/{first['id']}", headers=headers[0]).json()
+    assert detail["display_order"] == order and detail["ranks"] == {str(c): i + 1 for i, c in enumerate(order)}
+    assert [c["id"] for c in detail["completions"]] == order
+
+    revised_body = _body(order[::-1], rationale="on second thought")
+    revised = client.put(f"/api/v1/judgments/{first['id']}", json=revised_body,
+                         headers={**headers[0], "Idempotency-Key": "second"})
+    assert revised.status_code == 200 and revised.json()["revision"] == 2
+    again = client.put(f"/api/v1/judgments/{first['id']}", json=revised_body,
+                       headers={**headers[0], "Idempotency-Key": "second"})
+    assert again.json() == revised.json()  # a retried revision changes nothing more
+    db.expire_all()
+    pairs = {(c.chosen_id, c.rejected_id) for c in db.scalars(select(Comparison))}
+    assert len(pairs) == 6 and (order[-1], order[0]) in pairs and (order[0], order[-1]) not in pairs
+    assert db.scalar(select(func.count()).select_from(Judgment)) == 1
+    task = db.get(Task, a["task_id"])
+    assert task.labels_done == 1  # a revision is not another label
+    listed = client.get(f"/api/v1/judgments?project_id={project.id}", headers=headers[0]).json()["items"]
+    assert [j["id"] for j in listed] == [first["id"]]
+    assert client.get(f"/api/v1/judgments/{first['id']}", headers=headers[1]).status_code == 404
+    bad = client.put(f"/api/v1/judgments/{first['id']}", json={"ranks": {"1": 1}},
+                     headers={**headers[0], "Idempotency-Key": "third"})
+    assert bad.status_code == 422
+    db.expire_all()
+    assert db.get(Judgment, first["id"]).revision == 2
+
+
+def test_an_expired_lease_goes_back_to_the_queue(client, db, labeling):
+    from datetime import timedelta
+
+    from app.db import utcnow
+
+    project, _labelers, headers = labeling
+    project.labels_per_task = 1
+    for task in db.scalars(select(Task)):
+        task.labels_needed = 1
+    db.commit()
+    held = [client.post(f"/api/v1/projects/{project.id}/assignments", headers=h).json() for h in headers[:2]]
+    assert client.post(f"/api/v1/projects/{project.id}/assignments", headers=headers[2]).status_code == 204
+    db.get(Assignment, held[0]["id"]).lease_expires_at = utcnow() - timedelta(seconds=1)
+    db.commit()
+    taken_over = client.post(f"/api/v1/projects/{project.id}/assignments", headers=headers[2])
+    assert taken_over.status_code == 201 and taken_over.json()["task_id"] == held[0]["task_id"]

@@ -113,18 +113,33 @@ def test_labeler_ranks_by_drag_and_by_keyboard(browser, served):
     page.keyboard.press("Control+Enter")
     expect(page.locator("#my-count")).to_have_text("2")
     page.wait_for_selector("#empty:not(.hidden)")
+
+    # Reopen the first judgment and revise it: A moves to the top (select A, up), so A, C, B.
+    page.reload()
+    page.locator("#recent a").last.click()
+    page.wait_for_selector("#task:not(.hidden)")
+    expect(page.locator("#rationale")).to_have_value("C answers the question")
+    expect(page.locator("#ranking li")).to_have_count(3)
+    a_key = str(list(letters).index("A") + 1)
+    for key in (a_key, "ArrowUp"):
+        page.keyboard.press(key)
+    page.keyboard.press("Control+Enter")
+    expect(page.locator("#status")).to_contain_text("revision 2")
+    expect(page.locator("#my-count")).to_have_text("2")
     assert errors == []
 
     with Session(engine) as db:
         first, last = list(db.scalars(select(Judgment).order_by(Judgment.id)))
         assert first.rationale == "C answers the question"
         ranks = {r.completion_id: r for r in db.scalars(select(CompletionRating).where(CompletionRating.judgment_id == first.id))}
-        assert [ranks[letters[n]].rank for n in "CAB"] == [1, 2, 3]
+        assert [ranks[letters[n]].rank for n in "ACB"] == [1, 2, 3]
         assert ranks[letters["C"]].likert == 6 and ranks[letters["B"]].flags == ["hallucination"]
         pairs = {(c.chosen_id, c.rejected_id, c.margin, c.is_tie)
                  for c in db.scalars(select(Comparison).where(Comparison.judgment_id == first.id))}
-        assert pairs == {(letters["C"], letters["A"], 1, False), (letters["C"], letters["B"], 2, False),
-                         (letters["A"], letters["B"], 1, False)}
+        assert first.revision == 2  # revised: A, C, B
+        assert pairs == {(letters["A"], letters["C"], 1, False), (letters["A"], letters["B"], 2, False),
+                         (letters["C"], letters["B"], 1, False)}
+        assert ranks[letters["C"]].likert == 6  # the ratings came back with the reopened judgment
         b, c, a = second[1], second[2], second[0]
         tied = {(x.chosen_id, x.rejected_id, x.margin, x.is_tie)
                 for x in db.scalars(select(Comparison).where(Comparison.judgment_id == last.id))}
