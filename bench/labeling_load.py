@@ -1,0 +1,194 @@
+"""Labeling under load: simulated labelers over HTTP on loopback against PostgreSQL.
+
+Each labeler loops lease -> submit for a fixed time; 10% of submissions are sent twice at once
+(a double click) and 5% are sent again after a simulated timeout (a retry). Prints one JSON
+line: judgments/s, p50/p95 latency of both calls, and counts of lost, duplicated and
+over-collected judgments (all three must be 0).
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+
+import httpx
+from sqlalchemy import create_engine, func, insert, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+import app.models_registry  # noqa: F401
+from app import migrate
+from app.labeling.models import Judgment, Task, TaskCompletion
+from app.models.models import ModelRole, ModelVersion
+from app.projects.schemas import ProjectCreate
+from app.projects.service import create_project
+from app.prompts.models import Completion, Prompt
+from app.users.models import Role, Scope
+from app.users.service import create_token, create_user
+
+SERVER = os.environ.get("PREFLAB_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+def seed(url: str, labelers: int, tasks: int, k: int, per_task: int) -> tuple[int, list[str]]:
+    engine = create_engine(url)
+    with Session(engine) as db:
+        admin = create_user(session=db, username="admin", role=Role.admin, password="bench-password")
+        users = [create_user(session=db, username=f"labeler{i}", role=Role.labeler, password="bench-password")
+                 for i in range(labelers)]
+        project = create_project(session=db, creator=admin, data=ProjectCreate(
+            name="load", k=k, labels_per_task=per_task, labeler_ids=[u.id for u in users]))
+        model = ModelVersion(role=ModelRole.policy, name="bench", source="bench", config={}, metrics={})
+        db.add(model)
+        db.flush()
+        prompt_ids = db.scalars(insert(Prompt).returning(Prompt.id, sort_by_parameter_order=True), [
+            {"project_id": project.id, "kind": "text", "text": f"prompt {i}", "content_hash": f"{i}", "meta": {},
+             "source": "bench"} for i in range(tasks)]).all()
+        completion_ids = db.scalars(insert(Completion).returning(Completion.id, sort_by_parameter_order=True), [
+            {"prompt_id": pid, "model_version_id": model.id, "text": f"answer {j} to prompt {pid}", "text_hash": "x",
+             "token_count": 5, "finish_reason": "stop", "sampling_params": {}, "seed": j}
+            for pid in prompt_ids for j in range(k)]).all()
+        task_ids = db.scalars(insert(Task).returning(Task.id, sort_by_parameter_order=True), [
+            {"project_id": project.id, "prompt_id": pid, "labels_needed": per_task, "state": "open", "labels_done": 0}
+            for pid in prompt_ids]).all()
+        db.execute(insert(TaskCompletion), [
+            {"task_id": tid, "completion_id": completion_ids[i * k + j], "position": j}
+            for i, tid in enumerate(task_ids) for j in range(k)])
+        tokens = [create_token(session=db, user=u, name="bench", scope=Scope.label)[1] for u in users]
+        db.commit()
+        project_id = project.id
+    engine.dispose()
+    return project_id, tokens
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def labeler(client: httpx.AsyncClient, token: str, project_id: int, until: float, stats: dict) -> None:
+    headers = {"Authorization": f"Bearer {token}"}
+    while time.monotonic() < until:
+        t0 = time.perf_counter()
+        leased = await client.post(f"/api/v1/projects/{project_id}/assignments", headers=headers)
+        stats["lease_ms"].append((time.perf_counter() - t0) * 1000)
+        if leased.status_code == 204:
+            return
+        if leased.status_code != 201:
+            stats["errors"].append(f"lease {leased.status_code}: {leased.text[:200]}")
+            continue
+        a = leased.json()
+        ids = [c["id"] for c in a["completions"]]
+        random.shuffle(ids)
+        body = {"ranks": {str(c): i + 1 for i, c in enumerate(ids)},
+                "ratings": {str(ids[0]): {"likert": random.randint(1, 7), "flags": [], "note": ""}}}
+        submit_headers = {**headers, "Idempotency-Key": str(uuid.uuid4())}
+        url = f"/api/v1/assignments/{a['id']}/judgment"
+        roll = random.random()
+        t0 = time.perf_counter()
+        if roll < 0.10:  # a double click: the same request twice at once
+            responses = await asyncio.gather(client.post(url, json=body, headers=submit_headers),
+                                             client.post(url, json=body, headers=submit_headers))
+            stats["double_submits"] += 1
+        else:
+            responses = [await client.post(url, json=body, headers=submit_headers)]
+            if roll < 0.15:  # the client timed out and sends it again
+                responses.append(await client.post(url, json=body, headers=submit_headers))
+                stats["retries"] += 1
+        stats["submit_ms"].append((time.perf_counter() - t0) * 1000)
+        ok = [r for r in responses if r.status_code == 201]
+        if not ok:
+            stats["errors"].append(f"submit {[r.status_code for r in responses]}: {responses[0].text[:200]}")
+            continue
+        if len({r.json()["id"] for r in ok}) != 1:
+            stats["errors"].append("two submissions of one key were answered with different judgments")
+        stats["acknowledged"].add(ok[0].json()["id"])
+
+
+async def drive(base: str, project_id: int, tokens: list[str], seconds: float) -> dict:
+    stats = {"lease_ms": [], "submit_ms": [], "errors": [], "acknowledged": set(), "double_submits": 0, "retries": 0}
+    limits = httpx.Limits(max_connections=len(tokens) * 2, max_keepalive_connections=len(tokens) * 2)
+    async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as client:
+        start = time.monotonic()
+        await asyncio.gather(*(labeler(client, t, project_id, start + seconds, stats) for t in tokens))
+        stats["elapsed"] = time.monotonic() - start
+    return stats
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--labelers", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--tasks", type=int, default=3000)
+    parser.add_argument("--k", type=int, default=4)
+    parser.add_argument("--labels-per-task", type=int, default=3)
+    parser.add_argument("--web-workers", type=int, default=1)
+    args = parser.parse_args()
+
+    name = f"preflab_bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(SERVER, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    url = make_url(SERVER).set(database=name).render_as_string(hide_password=False)
+    server = None
+    try:
+        migrate.upgrade(url)
+        project_id, tokens = seed(url, args.labelers, args.tasks, args.k, args.labels_per_task)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        env = {**os.environ, "PREFLAB_DATABASE_URL": url, "PREFLAB_SECRET_KEY": "bench-" + "k" * 40,
+               "PREFLAB_DATA_DIR": f"/tmp/{name}"}
+        server = subprocess.Popen([sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory", "--host",
+                                   "127.0.0.1", "--port", str(port), "--workers", str(args.web_workers),
+                                   "--log-level", "warning"], env=env)
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(300):
+            try:
+                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        stats = asyncio.run(drive(base, project_id, tokens, args.seconds))
+
+        engine = create_engine(url)
+        with Session(engine) as db:
+            stored = set(db.scalars(select(Judgment.id)))
+            per_task = db.execute(select(Task.id, Task.labels_needed, func.count(Judgment.id))
+                                  .join(Judgment, Judgment.task_id == Task.id).group_by(Task.id)).all()
+            pairs = db.execute(select(Judgment.task_id, Judgment.user_id)).all()
+        engine.dispose()
+        lost = len(stats["acknowledged"] - stored)
+        duplicated = (len(pairs) - len(set(pairs))) + (len(stored) - len(stats["acknowledged"]))
+        over = sum(1 for _, needed, got in per_task if got > needed)
+        print(json.dumps({
+            "bench": "labeling_load", "database": "postgresql", "labelers": args.labelers,
+            "web_workers": args.web_workers, "seconds": round(stats["elapsed"], 1),
+            "judgments": len(stored), "judgments_per_s": round(len(stored) / stats["elapsed"], 1),
+            "lease_ms": {"p50": round(statistics.median(stats["lease_ms"]), 1),
+                         "p95": round(percentile(stats["lease_ms"], 0.95), 1)},
+            "submit_ms": {"p50": round(statistics.median(stats["submit_ms"]), 1),
+                          "p95": round(percentile(stats["submit_ms"], 0.95), 1)},
+            "double_submits": stats["double_submits"], "retries": stats["retries"],
+            "lost": lost, "duplicated": duplicated, "over_collected": over,
+            "errors": len(stats["errors"]), "first_errors": stats["errors"][:3],
+        }))
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=30)
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        admin.dispose()
+
+
+if __name__ == "__main__":
+    main()
