@@ -76,6 +76,13 @@ def _validate(body: JudgmentCreate, completion_ids: list[int], project: Project)
     return ranks
 
 
+def _checked_key(idempotency_key: str) -> str:
+    key = idempotency_key.strip()
+    if not key or len(key) > MAX_KEY_CHARS:
+        raise Invalid(f"the Idempotency-Key header must be 1 to {MAX_KEY_CHARS} characters", code="invalid_key")
+    return key
+
+
 def _write_pairs(session: Session, judgment: Judgment, task: Task, body: JudgmentCreate, ranks: dict[int, int]) -> None:
     session.execute(insert(CompletionRating), [
         {"judgment_id": judgment.id, "completion_id": cid, "rank": ranks[cid],
@@ -95,9 +102,7 @@ def _task_completion_ids(session: Session, task: Task) -> list[int]:
 def submit_judgment(*, session: Session, assignment: Assignment, user: User, body: JudgmentCreate,
                     idempotency_key: str) -> tuple[Judgment, bool]:
     """Store a labeler's judgment once; a retry with the same key and body returns the first (created=False)."""
-    key = idempotency_key.strip()
-    if not key or len(key) > MAX_KEY_CHARS:
-        raise Invalid(f"the Idempotency-Key header must be 1 to {MAX_KEY_CHARS} characters", code="invalid_key")
+    key = _checked_key(idempotency_key)
     digest = request_hash(body)
     begin_write(session)
     # The task row is the lock every lease and submission of this task goes through.
@@ -137,12 +142,9 @@ def submit_judgment(*, session: Session, assignment: Assignment, user: User, bod
 
 def revise_judgment(*, session: Session, judgment: Judgment, user: User, body: JudgmentCreate,
                     idempotency_key: str) -> Judgment:
-    """Replace a labeler's own judgment; its ratings and pairs follow. A retry of the same revision is a no-op."""
-    if judgment.user_id != user.id:
-        raise NotFound(f"judgment {judgment.id} not found", code="judgment_not_found")
-    key = idempotency_key.strip()
-    if not key or len(key) > MAX_KEY_CHARS:
-        raise Invalid(f"the Idempotency-Key header must be 1 to {MAX_KEY_CHARS} characters", code="invalid_key")
+    """Replace a labeler's own judgment (see get_own_judgment); its ratings and pairs follow.
+    A retry of the same revision is a no-op."""
+    key = _checked_key(idempotency_key)
     digest = request_hash(body)
     if judgment.idempotency_key == key:
         if judgment.request_hash != digest:
