@@ -121,7 +121,7 @@ def up(host: str | None, port: int | None) -> None:
             worker.kill()
 
 
-def _serve(settings: Settings, host: str, port: int) -> None:
+def _serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
     import uvicorn
 
     try:
@@ -130,16 +130,18 @@ def _serve(settings: Settings, host: str, port: int) -> None:
         _fail(str(exc))
     click.echo(f"Preflab is serving on http://{host}:{port} (database: {_display_url(settings)})")
     uvicorn.run("app.main:create_app", factory=True, host=host, port=port, proxy_headers=True,
-                log_level="info")
+                log_level="info", workers=workers)
 
 
 @cli.command()
 @click.option("--host", default=None, help="Interface to listen on (default 127.0.0.1).")
 @click.option("--port", default=None, type=int, help="Port (default 8000).")
-def serve(host: str | None, port: int | None) -> None:
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Web processes (about one per core).")
+def serve(host: str | None, port: int | None, workers: int) -> None:
     """Run the web server only (the schema must be migrated)."""
     settings = _settings()
-    _serve(settings, host or settings.host, port or settings.port)
+    _serve(settings, host or settings.host, port or settings.port, workers)
 
 
 @cli.command()

@@ -18,7 +18,7 @@ import sys
 import time
 import uuid
 
-import httpx
+import httpx  # readiness check only
 from sqlalchemy import create_engine, func, insert, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
@@ -74,11 +74,25 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def labeler(client: httpx.AsyncClient, token: str, project_id: int, until: float, stats: dict) -> None:
+class Answer:
+    def __init__(self, status_code: int, body: bytes) -> None:
+        self.status_code, self.text = status_code, body.decode(errors="replace")
+
+    def json(self):
+        return json.loads(self.text)
+
+
+async def post(client, url: str, headers: dict, body: dict | None = None) -> Answer:
+    # aiohttp, not httpx: the load generator shares the two cores with the server, so it must be light.
+    async with client.post(url, headers=headers, json=body) as response:
+        return Answer(response.status, await response.read())
+
+
+async def labeler(client, token: str, project_id: int, until: float, stats: dict) -> None:
     headers = {"Authorization": f"Bearer {token}"}
     while time.monotonic() < until:
         t0 = time.perf_counter()
-        leased = await client.post(f"/api/v1/projects/{project_id}/assignments", headers=headers)
+        leased = await post(client, f"/api/v1/projects/{project_id}/assignments", headers)
         stats["lease_ms"].append((time.perf_counter() - t0) * 1000)
         if leased.status_code == 204:
             return
@@ -95,13 +109,13 @@ async def labeler(client: httpx.AsyncClient, token: str, project_id: int, until:
         roll = random.random()
         t0 = time.perf_counter()
         if roll < 0.10:  # a double click: the same request twice at once
-            responses = await asyncio.gather(client.post(url, json=body, headers=submit_headers),
-                                             client.post(url, json=body, headers=submit_headers))
+            responses = await asyncio.gather(post(client, url, submit_headers, body),
+                                             post(client, url, submit_headers, body))
             stats["double_submits"] += 1
         else:
-            responses = [await client.post(url, json=body, headers=submit_headers)]
+            responses = [await post(client, url, submit_headers, body)]
             if roll < 0.15:  # the client timed out and sends it again
-                responses.append(await client.post(url, json=body, headers=submit_headers))
+                responses.append(await post(client, url, submit_headers, body))
                 stats["retries"] += 1
         stats["submit_ms"].append((time.perf_counter() - t0) * 1000)
         ok = [r for r in responses if r.status_code == 201]
@@ -115,8 +129,11 @@ async def labeler(client: httpx.AsyncClient, token: str, project_id: int, until:
 
 async def drive(base: str, project_id: int, tokens: list[str], seconds: float) -> dict:
     stats = {"lease_ms": [], "submit_ms": [], "errors": [], "acknowledged": set(), "double_submits": 0, "retries": 0}
-    limits = httpx.Limits(max_connections=len(tokens) * 2, max_keepalive_connections=len(tokens) * 2)
-    async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as client:
+    import aiohttp
+
+    connector = aiohttp.TCPConnector(limit=len(tokens) * 2)
+    async with aiohttp.ClientSession(base_url=base, connector=connector,
+                                     timeout=aiohttp.ClientTimeout(total=30)) as client:
         start = time.monotonic()
         await asyncio.gather(*(labeler(client, t, project_id, start + seconds, stats) for t in tokens))
         stats["elapsed"] = time.monotonic() - start
