@@ -85,14 +85,15 @@ def update_project(*, session: Session, project: Project, data: ProjectUpdate) -
     return project
 
 
-def can_access(user: User, project: Project) -> bool:
-    return user.is_admin or any(m.user_id == user.id for m in project.members)
+def can_access(session: Session, user: User, project: Project) -> bool:
+    # One indexed lookup: every labeling request asks, so the member list is not loaded for it.
+    return user.is_admin or session.get(ProjectMember, (project.id, user.id)) is not None
 
 
 def get_project(*, session: Session, project_id: int, user: User) -> Project:
     """The project, if this user may see it; others' projects look like missing ones."""
     project = get_by_id(session, Project, project_id)
-    if project is None or not can_access(user, project):
+    if project is None or not can_access(session, user, project):
         raise NotFound(f"project {project_id} not found", code="project_not_found")
     return project
 
