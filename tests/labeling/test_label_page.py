@@ -152,3 +152,39 @@ def artifact(name: str) -> Path:
     folder = ROOT / "artifacts"
     folder.mkdir(exist_ok=True)
     return folder / name
+
+
+def test_two_completions_are_an_a_b_choice(browser, served):
+    from playwright.sync_api import expect
+
+    url, engine = served
+    with Session(engine) as db:
+        admin = make_admin(db)
+        labeler = make_user(db, Role.labeler, username="abe")
+        project = make_project(db, admin, k=2, labels_per_task=1, allow_ties=True, labeler_ids=[labeler.id])
+        make_tasks(db, project, n=2, k=2)
+        project_id = project.id
+    page = browser.new_page()
+    page.goto(f"{url}/login")
+    page.fill("#login-username", "abe")
+    page.fill("#login-password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{url}/")
+    page.goto(f"{url}/projects/{project_id}/label")
+    page.wait_for_selector("#ab-buttons:not(.hidden)")
+    first = [int(c.get_attribute("data-id")) for c in page.locator("#completions article").all()]
+    page.click('[data-ab="B"]')
+    page.click("#submit")
+    expect(page.locator("#my-count")).to_have_text("1")
+    page.wait_for_selector("#unranked li")
+    second = [int(c.get_attribute("data-id")) for c in page.locator("#completions article").all()]
+    page.click('[data-ab="bad"]')
+    expect(page.locator("#none-acceptable")).to_be_checked()
+    page.click("#submit")
+    expect(page.locator("#my-count")).to_have_text("2")
+    with Session(engine) as db:
+        b_wins, both_bad = list(db.scalars(select(Judgment).order_by(Judgment.id)))
+        [pair] = db.scalars(select(Comparison).where(Comparison.judgment_id == b_wins.id))
+        assert (pair.chosen_id, pair.rejected_id, pair.is_tie) == (first[1], first[0], False)
+        [tie] = db.scalars(select(Comparison).where(Comparison.judgment_id == both_bad.id))
+        assert tie.is_tie and {tie.chosen_id, tie.rejected_id} == set(second) and both_bad.none_acceptable
