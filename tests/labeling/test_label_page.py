@@ -62,6 +62,15 @@ def served(tmp_path, sqlite_template):
     engine.dispose()
 
 
+def log_in(page, url: str, username: str) -> None:
+    """Through the login form, as a labeler would."""
+    page.goto(f"{url}/login")
+    page.fill("#login-username", username)
+    page.fill("#login-password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{url}/")
+
+
 def test_labeler_ranks_by_drag_and_by_keyboard(browser, served):
     from playwright.sync_api import expect
 
@@ -76,11 +85,7 @@ def test_labeler_ranks_by_drag_and_by_keyboard(browser, served):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(f"{url}/login")
-    page.fill("#login-username", "lena")
-    page.fill("#login-password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{url}/")
+    log_in(page, url, "lena")
     page.goto(f"{url}/projects/{project_id}")
     page.click("#start-labeling")
     page.wait_for_selector("#task:not(.hidden)")
@@ -165,11 +170,7 @@ def test_two_completions_are_an_a_b_choice(browser, served):
         make_tasks(db, project, n=2, k=2)
         project_id = project.id
     page = browser.new_page()
-    page.goto(f"{url}/login")
-    page.fill("#login-username", "abe")
-    page.fill("#login-password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{url}/")
+    log_in(page, url, "abe")
     page.goto(f"{url}/projects/{project_id}/label")
     page.wait_for_selector("#ab-buttons:not(.hidden)")
     first = [int(c.get_attribute("data-id")) for c in page.locator("#completions article").all()]
