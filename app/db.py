@@ -1,10 +1,11 @@
 """SQLAlchemy base, engine and per-request sessions."""
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from fastapi import Request
+from starlette.concurrency import run_in_threadpool
 from sqlalchemy import JSON, DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -43,6 +44,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def iso(value: datetime) -> str:
+    """A UTC timestamp as JSON writes it (the form pydantic gives: ...Z)."""
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSONType, list[Any]: JSONType}
@@ -64,7 +70,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
+    # No pool_pre_ping: it costs a round trip per request. A connection that died with its server
+    # fails its first statement, SQLAlchemy then discards the whole pool, and the request is
+    # answered 503 (app/errors.py); the next ones get fresh connections.
     # Sync routes run in a threadpool of 40: let most of them hold a connection at once.
     kwargs.setdefault("pool_size", 20)
     kwargs.setdefault("max_overflow", 20)
@@ -75,10 +83,21 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    """One session per request; the route commits, anything uncommitted is rolled back."""
-    with request.app.state.sessionmaker() as session:
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """One session per request; the route commits, anything uncommitted is rolled back.
+
+    Async, because a sync generator dependency costs two trips through the threadpool per request;
+    making a Session does no I/O, and neither does closing one after a commit. A close that must
+    roll back over the network is sent to the threadpool.
+    """
+    session = request.app.state.sessionmaker()
+    try:
         yield session
+    finally:
+        if session.in_transaction():
+            await run_in_threadpool(session.close)
+        else:
+            session.close()
 
 
 # Ids are `integer` columns: a larger number from a URL or a body must read as "not found",

@@ -89,14 +89,11 @@ def optional_principal(request: Request, session: SessionDep) -> Principal | Non
         scheme, _, value = auth.partition(" ")
         if scheme.lower() != "bearer" or not value.strip():
             raise Unauthorized("the Authorization header must be 'Bearer <token>'", code="invalid_token")
-        token = token_principal(session=session, plain=value.strip())
-        if token is None:
+        found = token_principal(session=session, plain=value.strip())
+        if found is None:
             raise Unauthorized("the API token is unknown or revoked", code="invalid_token")
-        if session.dirty:
-            # last_used_at, in its own small transaction before the route's work begins.
-            session.commit()
-        request.state.user = token.user
-        return Principal(user=token.user, scope=token.scope)
+        request.state.user = found[0]
+        return Principal(user=found[0], scope=found[1])
     uid = request.session.get("uid")
     if uid is None:
         return None
@@ -109,9 +106,10 @@ def optional_principal(request: Request, session: SessionDep) -> Principal | Non
 
 
 OptionalPrincipal = Annotated[Principal | None, Depends(optional_principal)]
+# The checks below do no I/O, so they are async: a sync dependency costs a hop through the threadpool.
 
 
-def current_principal(principal: OptionalPrincipal) -> Principal:
+async def current_principal(principal: OptionalPrincipal) -> Principal:
     if principal is None:
         raise Unauthorized("log in, or send 'Authorization: Bearer <token>'", code="not_authenticated")
     return principal
@@ -120,18 +118,18 @@ def current_principal(principal: OptionalPrincipal) -> Principal:
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 
-def current_user(principal: CurrentPrincipal) -> User:
+async def current_user(principal: CurrentPrincipal) -> User:
     """Anyone logged in; a token of any scope may read."""
     return principal.user
 
 
-def labeling_user(principal: CurrentPrincipal) -> User:
+async def labeling_user(principal: CurrentPrincipal) -> User:
     if not scope_allows(principal.scope, Scope.label):
         raise Forbidden("this API token has scope 'read'; labeling needs 'label'", code="insufficient_scope")
     return principal.user
 
 
-def admin_user(principal: CurrentPrincipal) -> User:
+async def admin_user(principal: CurrentPrincipal) -> User:
     if not principal.user.is_admin:
         raise Forbidden("only admins may do this", code="admin_only")
     if not scope_allows(principal.scope, Scope.admin):
@@ -153,7 +151,7 @@ async def read_form(request: Request) -> FormData:
 FormDep = Annotated[FormData, Depends(read_form)]
 
 
-def admin_reader(principal: CurrentPrincipal) -> User:
+async def admin_reader(principal: CurrentPrincipal) -> User:
     """An admin reading: any token scope will do."""
     if not principal.user.is_admin:
         raise Forbidden("only admins may see this", code="admin_only")

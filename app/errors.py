@@ -1,11 +1,16 @@
 """Domain errors, rendered as JSON under /api and as an HTML page elsewhere."""
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("preflab.web")
 
 
 class DomainError(Exception):
@@ -53,7 +58,7 @@ class PayloadTooLarge(DomainError):
 HTTP_CODES = {
     400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
     405: "method_not_allowed", 409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type",
-    422: "invalid", 429: "too_many_requests",
+    422: "invalid", 429: "too_many_requests", 503: "unavailable",
 }
 
 
@@ -114,6 +119,17 @@ def install_error_handlers(app: FastAPI) -> None:
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
         message, details = describe_validation_errors(list(exc.errors()))
         return render_error(request, 422, "invalid", message, details)
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(PoolTimeout)
+    async def database_unavailable(request: Request, exc: Exception) -> Response:
+        # The database is restarting, unreachable, locked or out of connections: nothing was
+        # written (the request's transaction is rolled back), so the client may simply retry.
+        log.warning("database unavailable for %s %s: %s", request.method, request.url.path,
+                    str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        return render_error(request, 503, "database_unavailable",
+                            "the database is unavailable or busy; nothing was saved, retry in a few seconds",
+                            headers={"Retry-After": "2"})
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:

@@ -67,6 +67,22 @@ def seed(url: str, labelers: int, tasks: int, k: int, per_task: int) -> tuple[in
     return project_id, tokens
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its children (uvicorn --workers forks them), from /proc."""
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            with open(f"/proc/{current}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+            with open(f"/proc/{current}/task/{current}/children") as f:
+                todo.extend(int(c) for c in f.read().split())
+        except FileNotFoundError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return 0.0
@@ -174,7 +190,9 @@ def main() -> None:
                     break
             except httpx.HTTPError:
                 time.sleep(0.1)
+        cpu_before = cpu_seconds(server.pid)
         stats = asyncio.run(drive(base, project_id, tokens, args.seconds))
+        server_cpu = cpu_seconds(server.pid) - cpu_before
 
         engine = create_engine(url)
         with Session(engine) as db:
@@ -194,6 +212,9 @@ def main() -> None:
                          "p95": round(percentile(stats["lease_ms"], 0.95), 1)},
             "submit_ms": {"p50": round(statistics.median(stats["submit_ms"]), 1),
                           "p95": round(percentile(stats["submit_ms"], 0.95), 1)},
+            # CPU the server spent per stored judgment (its lease, its submit, repeats): less noisy than
+            # throughput when other work shares the machine.
+            "server_cpu_ms_per_judgment": round(server_cpu * 1000 / max(len(stored), 1), 2),
             "double_submits": stats["double_submits"], "retries": stats["retries"],
             "lost": lost, "duplicated": duplicated, "over_collected": over,
             "errors": len(stats["errors"]), "first_errors": stats["errors"][:3],

@@ -7,80 +7,127 @@ once never get more leases than a task has room for.
 """
 
 import random
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import and_, bindparam, case, exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.db import begin_write, get_by_id, utcnow
 from app.errors import Conflict, NotFound
 from app.labeling.models import Assignment, AssignmentState, Task, TaskCompletion, TaskState
 from app.projects.models import Project
+from app.prompts.models import Completion, Prompt
 from app.users.models import User
 
 DEFAULT_LEASE = timedelta(minutes=30)
-CANDIDATES_PER_TRY = 20
 
 
-def _expire_stale(session: Session, task_ids: list[int] | None = None) -> None:
-    stale = (Assignment.state == AssignmentState.leased) & (Assignment.lease_expires_at < utcnow())
-    if task_ids is not None:
-        stale &= Assignment.task_id.in_(task_ids)
-    session.execute(update(Assignment).where(stale).values(state=AssignmentState.expired))
+@dataclass(frozen=True)
+class Lease:
+    """A held lease with what the labeler is shown: the prompt and the completions in display order."""
+
+    id: int
+    task_id: int
+    lease_expires_at: datetime
+    prompt: dict[str, Any]
+    completions: list[tuple[int, str]]
 
 
-def _taken(session: Session, task_id: int) -> int:
-    """Leases and submissions that count against the task's capacity (read after locking the task)."""
-    return session.scalar(select(func.count()).select_from(Assignment).where(
-        Assignment.task_id == task_id,
-        Assignment.state.in_((AssignmentState.leased, AssignmentState.submitted)))) or 0
+_task, _assignment, _prompt = Task.__table__, Assignment.__table__, Prompt.__table__
+_completion, _task_completion = Completion.__table__, TaskCompletion.__table__
+
+# The queue's statements are built once: constructing SQLAlchemy statements costs more CPU than
+# running them, and every labeler asks several times a minute.
+_SEEN = exists().where(_assignment.c.task_id == _task.c.id, _assignment.c.user_id == bindparam("user_id"),
+                       _assignment.c.state.in_((AssignmentState.submitted, AssignmentState.skipped)))
+_CANDIDATE = (select(_task.c.id, _task.c.labels_needed, _prompt.c.id.label("prompt_id"), _prompt.c.kind,
+                     _prompt.c.text, _prompt.c.messages)
+              .join(_prompt, _prompt.c.id == _task.c.prompt_id)
+              .where(_task.c.project_id == bindparam("project_id"), _task.c.state == TaskState.open, ~_SEEN)
+              # Finish tasks that are partly labeled before starting new ones.
+              .order_by(_task.c.labels_done.desc(), _task.c.id).limit(1)
+              .with_for_update(of=_task, skip_locked=True))
+_CANDIDATE_NOT_TRIED = _CANDIDATE.where(_task.c.id.not_in(bindparam("tried", expanding=True)))
+_HOLDING = or_(_assignment.c.state == AssignmentState.submitted,
+               and_(_assignment.c.state == AssignmentState.leased, _assignment.c.lease_expires_at > bindparam("now")))
+_STALE = and_(_assignment.c.state == AssignmentState.leased, _assignment.c.lease_expires_at <= bindparam("now"))
+_CAPACITY = (select(func.coalesce(func.sum(case((_HOLDING, 1), else_=0)), 0),
+                    func.coalesce(func.sum(case((_STALE, 1), else_=0)), 0),
+                    func.max(case((_assignment.c.user_id == bindparam("user_id"), _assignment.c.id))))
+             .where(_assignment.c.task_id == bindparam("task_id")))
+_EXPIRE = update(_assignment).where(_assignment.c.task_id == bindparam("stale_task_id"), _STALE).values(
+    state=AssignmentState.expired)
+_TEXTS = (select(_completion.c.id, _completion.c.text)
+          .join(_task_completion, _task_completion.c.completion_id == _completion.c.id)
+          .where(_task_completion.c.task_id == bindparam("task_id")))
+_PROMPT = (select(_prompt.c.id, _prompt.c.kind, _prompt.c.text, _prompt.c.messages)
+           .join(_task, _task.c.prompt_id == _prompt.c.id).where(_task.c.id == bindparam("task_id")))
+_ACTIVE = (select(_assignment.c.id, _assignment.c.task_id, _assignment.c.lease_expires_at,
+                  _assignment.c.display_order)
+           .join(_task, _task.c.id == _assignment.c.task_id)
+           .where(_task.c.project_id == bindparam("project_id"), _assignment.c.user_id == bindparam("user_id"),
+                  _assignment.c.state == AssignmentState.leased, _assignment.c.lease_expires_at > bindparam("now"))
+           .order_by(_assignment.c.id).limit(1))
+_INSERT = insert(_assignment).returning(_assignment.c.id)
+_RELEASE = update(_assignment).where(_assignment.c.id == bindparam("assignment_id"))
 
 
-def active_assignment(*, session: Session, project: Project, user: User) -> Assignment | None:
-    return session.scalar(
-        select(Assignment).join(Task, Task.id == Assignment.task_id)
-        .where(Task.project_id == project.id, Assignment.user_id == user.id,
-               Assignment.state == AssignmentState.leased, Assignment.lease_expires_at > utcnow())
-        .order_by(Assignment.id).limit(1))
+def _lease_of(connection: Any, assignment_id: int, task_id: int, expires: datetime, order: list[int]) -> Lease:
+    prompt = connection.execute(_PROMPT, {"task_id": task_id}).one()
+    texts = dict(connection.execute(_TEXTS, {"task_id": task_id}).all())
+    return Lease(assignment_id, task_id, expires, _prompt_dict(prompt), [(cid, texts[cid]) for cid in order])
 
 
-def lease_next(*, session: Session, project: Project, user: User, lease: timedelta = DEFAULT_LEASE) -> Assignment | None:
-    """The caller's current lease in this project, or a new one on a task with room; None when none is left."""
+def _prompt_dict(row: Any) -> dict[str, Any]:
+    return {"id": row[0], "kind": row.kind, "text": row.text, "messages": row.messages}
+
+
+def shown(*, session: Session, assignment: Assignment) -> Lease:
+    """A lease as its labeler sees it (for a heartbeat or a reopened judgment)."""
+    return _lease_of(session.connection(), assignment.id, assignment.task_id, assignment.lease_expires_at,
+                     assignment.display_order)
+
+
+def lease_next(*, session: Session, project: Project, user: User, lease: timedelta = DEFAULT_LEASE) -> Lease | None:
+    """The caller's current lease in this project, or a new one on a task with room; None when none is left.
+
+    A few statements: find and lock a candidate, count what holds it (after the lock, so the count
+    is current), read its completions and write the lease.
+    """
     begin_write(session)
-    current = active_assignment(session=session, project=project, user=user)
+    connection = session.connection()
+    now = utcnow()
+    ids = {"project_id": project.id, "user_id": user.id, "now": now}
+    current = connection.execute(_ACTIVE, ids).one_or_none()
     if current is not None:
-        return current
-    seen = exists().where(Assignment.task_id == Task.id, Assignment.user_id == user.id,
-                          Assignment.state.in_((AssignmentState.submitted, AssignmentState.skipped,
-                                                AssignmentState.leased)))
+        return _lease_of(connection, *current)
     tried: list[int] = []
     while True:
-        query = (select(Task).where(Task.project_id == project.id, Task.state == TaskState.open, ~seen)
-                 # Finish tasks that are partly labeled before starting new ones.
-                 .order_by(Task.labels_done.desc(), Task.id).limit(1).with_for_update(skip_locked=True))
-        if tried:
-            query = query.where(Task.id.not_in(tried))
-        task = session.scalar(query)
-        if task is None:
+        candidate = connection.execute(_CANDIDATE_NOT_TRIED if tried else _CANDIDATE, {**ids, "tried": tried}
+                                       ).one_or_none()
+        if candidate is None:
             return None
-        _expire_stale(session, [task.id])
-        if _taken(session, task.id) >= task.labels_needed:
-            tried.append(task.id)
+        task_id = candidate[0]
+        taken, expired, mine = connection.execute(_CAPACITY, {**ids, "task_id": task_id}).one()
+        if taken >= candidate.labels_needed:
+            tried.append(task_id)
             continue
-        order = list(session.scalars(select(TaskCompletion.completion_id).where(TaskCompletion.task_id == task.id)
-                                     .order_by(TaskCompletion.position)))
+        if expired:
+            connection.execute(_EXPIRE, {"stale_task_id": task_id, "now": now})
+        texts = dict(connection.execute(_TEXTS, {"task_id": task_id}).all())
+        order = sorted(texts)
         random.shuffle(order)  # stored, so position bias can be measured
-        now = utcnow()
-        assignment = session.scalar(select(Assignment).where(Assignment.task_id == task.id,
-                                                             Assignment.user_id == user.id))
-        if assignment is None:
-            assignment = Assignment(task_id=task.id, user_id=user.id)
-            session.add(assignment)
-        # A labeler whose own lease expired gets the task back with a fresh order.
-        assignment.state, assignment.display_order = AssignmentState.leased, order
-        assignment.leased_at, assignment.lease_expires_at, assignment.skip_reason = now, now + lease, None
-        session.flush()
-        return assignment
+        values = {"state": AssignmentState.leased, "display_order": order, "leased_at": now,
+                  "lease_expires_at": now + lease, "skip_reason": None}
+        if mine is None:
+            mine = connection.execute(_INSERT, {"task_id": task_id, "user_id": user.id, **values}).scalar_one()
+        else:  # the labeler's own lease on it expired: the task comes back with a fresh order
+            connection.execute(_RELEASE, {"assignment_id": mine, **values})
+        prompt = {"id": candidate.prompt_id, "kind": candidate.kind, "text": candidate.text,
+                  "messages": candidate.messages}
+        return Lease(mine, task_id, values["lease_expires_at"], prompt, [(cid, texts[cid]) for cid in order])
 
 
 def get_assignment(*, session: Session, assignment_id: int, user: User) -> Assignment:

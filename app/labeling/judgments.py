@@ -5,10 +5,10 @@ import json
 from itertools import combinations
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import and_, bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from app.db import begin_write, get_by_id, utcnow
+from app.db import MAX_ROW_ID, begin_write, get_by_id, utcnow
 from app.errors import Conflict, Invalid, NotFound
 from app.labeling.models import (
     Assignment, AssignmentState, Comparison, CompletionRating, Judgment, Task, TaskCompletion, TaskState,
@@ -38,7 +38,7 @@ def request_hash(body: JudgmentCreate) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _validate(body: JudgmentCreate, completion_ids: list[int], project: Project) -> dict[int, int]:
+def _validate(body: JudgmentCreate, completion_ids: list[int], allow_ties: bool, schema: dict[str, Any]) -> dict[int, int]:
     problems: list[str] = []
     try:
         ranks = {int(cid): rank for cid, rank in body.ranks.items()}
@@ -57,9 +57,8 @@ def _validate(body: JudgmentCreate, completion_ids: list[int], project: Project)
         problems.append(f"ranks must be between 1 and {k} (completions {bad})")
     if ranks and min(ranks.values()) != 1:
         problems.append("the best completion must have rank 1")
-    if not project.allow_ties and len(set(ranks.values())) != len(ranks):
+    if not allow_ties and len(set(ranks.values())) != len(ranks):
         problems.append("this project does not allow ties: give every completion its own rank")
-    schema = project.rating_schema
     low, high = schema["likert"]["min"], schema["likert"]["max"]
     allowed_flags = {f["key"] for f in schema["flags"]}
     for cid, rating in body.ratings.items():
@@ -83,61 +82,102 @@ def _checked_key(idempotency_key: str) -> str:
     return key
 
 
-def _write_pairs(session: Session, judgment: Judgment, task: Task, body: JudgmentCreate, ranks: dict[int, int]) -> None:
-    session.execute(insert(CompletionRating), [
-        {"judgment_id": judgment.id, "completion_id": cid, "rank": ranks[cid],
-         "likert": (body.ratings.get(str(cid)).likert if str(cid) in body.ratings else None),
-         "flags": sorted(set(body.ratings[str(cid)].flags)) if str(cid) in body.ratings else [],
-         "note": body.ratings[str(cid)].note if str(cid) in body.ratings else ""}
+_task, _assignment, _project = Task.__table__, Assignment.__table__, Project.__table__
+_judgment, _rating, _comparison = Judgment.__table__, CompletionRating.__table__, Comparison.__table__
+_earlier = _judgment.alias("earlier")
+# Built once: constructing statements costs more CPU than running them (see assignments.py).
+_LOCK_TASK = (select(_task.c.id, _task.c.project_id, _task.c.state, _task.c.labels_needed, _task.c.labels_done)
+              .where(_task.c.id == select(_assignment.c.task_id).where(_assignment.c.id == bindparam("assignment_id"))
+                     .scalar_subquery())
+              .with_for_update())
+_SUBMISSION = (select(_assignment.c.user_id, _assignment.c.state, _assignment.c.display_order, _project.c.allow_ties,
+                      _project.c.rating_schema, _earlier.c.id.label("earlier_id"), _earlier.c.request_hash,
+                      _earlier.c.assignment_id.label("earlier_assignment_id"))
+               .select_from(_assignment).join(_project, _project.c.id == bindparam("project_id"))
+               .outerjoin(_earlier, and_(_earlier.c.user_id == bindparam("user_id"),
+                                         _earlier.c.idempotency_key == bindparam("key")))
+               .where(_assignment.c.id == bindparam("assignment_id")))
+_INSERT_JUDGMENT = insert(_judgment).returning(_judgment.c.id)
+_INSERT_RATINGS = insert(_rating)
+_INSERT_PAIRS = insert(_comparison)
+_MARK_SUBMITTED = update(_assignment).where(_assignment.c.id == bindparam("b_assignment_id")).values(
+    state=AssignmentState.submitted)
+_COUNT_LABEL = update(_task).where(_task.c.id == bindparam("b_task_id"))
+
+
+def _write_pairs(session: Session, judgment_id: int, task_id: int, body: JudgmentCreate,
+                 ranks: dict[int, int]) -> list[tuple[int, int, int, bool]]:
+    pairs = expand_pairs(ranks)
+    connection = session.connection()
+    ratings = body.ratings
+    connection.execute(_INSERT_RATINGS, [
+        {"judgment_id": judgment_id, "completion_id": cid, "rank": ranks[cid],
+         "likert": ratings[str(cid)].likert if str(cid) in ratings else None,
+         "flags": sorted(set(ratings[str(cid)].flags)) if str(cid) in ratings else [],
+         "note": ratings[str(cid)].note if str(cid) in ratings else ""}
         for cid in sorted(ranks)])
-    session.execute(insert(Comparison), [
-        {"judgment_id": judgment.id, "task_id": task.id, "chosen_id": chosen, "rejected_id": rejected,
-         "margin": margin, "is_tie": tie} for chosen, rejected, margin, tie in expand_pairs(ranks)])
+    connection.execute(_INSERT_PAIRS, [
+        {"judgment_id": judgment_id, "task_id": task_id, "chosen_id": chosen, "rejected_id": rejected,
+         "margin": margin, "is_tie": tie} for chosen, rejected, margin, tie in pairs])
+    return pairs
 
 
 def _task_completion_ids(session: Session, task: Task) -> list[int]:
     return list(session.scalars(select(TaskCompletion.completion_id).where(TaskCompletion.task_id == task.id)))
 
 
-def submit_judgment(*, session: Session, assignment: Assignment, user: User, body: JudgmentCreate,
-                    idempotency_key: str) -> tuple[Judgment, bool]:
-    """Store a labeler's judgment once; a retry with the same key and body returns the first (created=False)."""
+def _pairs_json(pairs: list[tuple[int, int, int, bool]]) -> list[dict[str, Any]]:
+    return [{"chosen_id": c, "rejected_id": r, "margin": m, "is_tie": t} for c, r, m, t in pairs]
+
+
+def submit_judgment(*, session: Session, assignment_id: int, user: User, body: JudgmentCreate,
+                    idempotency_key: str) -> dict[str, Any]:
+    """Store a labeler's judgment once and return its summary; a retry with the same key and body returns the first.
+
+    The task row is the lock every lease and submission of the task goes through; what is read
+    after taking it (this labeler's assignment, an earlier use of the key) is current.
+    """
     key = _checked_key(idempotency_key)
     digest = request_hash(body)
+    not_found = NotFound(f"assignment {assignment_id} not found", code="assignment_not_found")
+    if not 0 < assignment_id <= MAX_ROW_ID:
+        raise not_found
     begin_write(session)
-    # The task row is the lock every lease and submission of this task goes through.
-    task = session.scalar(select(Task).where(Task.id == assignment.task_id).with_for_update())
-    earlier = session.scalar(select(Judgment).where(Judgment.user_id == user.id, Judgment.idempotency_key == key))
-    if earlier is not None:
-        if earlier.request_hash != digest or earlier.assignment_id != assignment.id:
+    connection = session.connection()
+    task = connection.execute(_LOCK_TASK, {"assignment_id": assignment_id}).one_or_none()
+    if task is None:
+        raise not_found
+    row = connection.execute(_SUBMISSION, {"assignment_id": assignment_id, "project_id": task.project_id,
+                                           "user_id": user.id, "key": key}).one()
+    if row.user_id != user.id:
+        raise not_found
+    if row.earlier_id is not None:
+        if row.request_hash != digest or row.earlier_assignment_id != assignment_id:
             raise Invalid("this Idempotency-Key was already used for a different submission; send a new key",
                           code="idempotency_key_reused")
-        return earlier, False
-    if assignment.state == AssignmentState.submitted:
+        return judgment_summary(session=session, judgment=session.get(Judgment, row.earlier_id))
+    if row.state == AssignmentState.submitted:
         raise Conflict("this task is already judged by you; revise the judgment instead", code="already_judged")
-    if assignment.state == AssignmentState.skipped:
+    if row.state == AssignmentState.skipped:
         raise Conflict("you skipped this task", code="skipped")
-    project = session.get(Project, task.project_id)
-    ranks = _validate(body, _task_completion_ids(session, task), project)
-    submitted = session.scalar(select(func.count()).select_from(Assignment).where(
-        Assignment.task_id == task.id, Assignment.state == AssignmentState.submitted)) or 0
-    if task.state != TaskState.open or submitted >= task.labels_needed:
+    ranks = _validate(body, row.display_order, row.allow_ties, row.rating_schema)
+    if task.state != TaskState.open or task.labels_done >= task.labels_needed:
         raise Conflict("this task already has all the labels it needs; your lease had expired", code="task_full")
 
-    judgment = Judgment(task_id=task.id, user_id=user.id, assignment_id=assignment.id, idempotency_key=key,
-                        request_hash=digest, duration_ms=body.duration_ms, rationale=body.rationale,
-                        none_acceptable=body.none_acceptable, prompt_flags=sorted(set(body.prompt_flags)),
-                        demonstration=body.demonstration)
-    session.add(judgment)
-    session.flush()
-    _write_pairs(session, judgment, task, body, ranks)
-    assignment.state = AssignmentState.submitted
-    task.labels_done = submitted + 1
-    if task.labels_done >= task.labels_needed:
-        task.state = TaskState.complete
-    judgment.updated_at = utcnow()
-    session.flush()
-    return judgment, True
+    now = utcnow()
+    judgment_id = connection.execute(_INSERT_JUDGMENT, {
+        "task_id": task.id, "user_id": user.id, "assignment_id": assignment_id, "idempotency_key": key,
+        "request_hash": digest, "duration_ms": body.duration_ms, "rationale": body.rationale,
+        "none_acceptable": body.none_acceptable, "prompt_flags": sorted(set(body.prompt_flags)),
+        "demonstration": body.demonstration, "revision": 1, "excluded": False, "created_at": now,
+        "updated_at": now}).scalar_one()
+    pairs = _write_pairs(session, judgment_id, task.id, body, ranks)
+    connection.execute(_MARK_SUBMITTED, {"b_assignment_id": assignment_id})
+    done = task.labels_done + 1
+    connection.execute(_COUNT_LABEL, {"b_task_id": task.id, "labels_done": done,
+                                      "state": TaskState.complete if done >= task.labels_needed else TaskState.open})
+    return {"id": judgment_id, "task_id": task.id, "assignment_id": assignment_id, "created_at": now, "revision": 1,
+            "comparisons": _pairs_json(pairs)}
 
 
 def revise_judgment(*, session: Session, judgment: Judgment, user: User, body: JudgmentCreate,
@@ -156,10 +196,11 @@ def revise_judgment(*, session: Session, judgment: Judgment, user: User, body: J
                       code="idempotency_key_reused")
     begin_write(session)
     task = session.scalar(select(Task).where(Task.id == judgment.task_id).with_for_update())
-    ranks = _validate(body, _task_completion_ids(session, task), session.get(Project, task.project_id))
+    project = session.get(Project, task.project_id)
+    ranks = _validate(body, _task_completion_ids(session, task), project.allow_ties, project.rating_schema)
     session.execute(delete(CompletionRating).where(CompletionRating.judgment_id == judgment.id))
     session.execute(delete(Comparison).where(Comparison.judgment_id == judgment.id))
-    _write_pairs(session, judgment, task, body, ranks)
+    _write_pairs(session, judgment.id, task.id, body, ranks)
     judgment.idempotency_key, judgment.request_hash = key, digest
     judgment.rationale, judgment.none_acceptable = body.rationale, body.none_acceptable
     judgment.prompt_flags, judgment.demonstration = sorted(set(body.prompt_flags)), body.demonstration

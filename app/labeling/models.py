@@ -28,7 +28,6 @@ class Task(Base):
     """One prompt with K completions, waiting for `labels_needed` judgments."""
 
     __tablename__ = "task"
-    __table_args__ = (Index("ix_task_project_id_state", "project_id", "state"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
@@ -37,6 +36,11 @@ class Task(Base):
     labels_needed: Mapped[int]
     labels_done: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# The queue's order (partly labeled tasks first, then oldest): the next task is the first row
+# of this index that is not locked or seen, whatever the project's size.
+Index("ix_task_queue", Task.project_id, Task.state, Task.labels_done.desc(), Task.id)
 
 
 class TaskCompletion(Base):

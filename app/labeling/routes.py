@@ -1,12 +1,13 @@
 """Tasks, leases and judgments over /api/v1."""
 
+from functools import lru_cache
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import func, select
 
-from app.db import MAX_ROW_ID
+from app.db import MAX_ROW_ID, iso
 from app.deps import AdminReader, CurrentUser, LabelingUser, SessionDep
 from app.labeling import assignments, judgments, service
 from app.labeling.models import Assignment, Judgment, Task, TaskState
@@ -37,22 +38,17 @@ def list_tasks(project_id: int, session: SessionDep, admin: AdminReader,
     return TaskList(items=items, next_cursor=items[-1].id if len(items) == limit else None)
 
 
-def _shown(session: SessionDep, assignment: Assignment) -> tuple[dict, list[dict]]:
-    """The prompt and the completions in the order this labeler saw them."""
-    task = session.get(Task, assignment.task_id)
-    prompt = session.get(Prompt, task.prompt_id)
-    texts = dict(session.execute(select(Completion.id, Completion.text).where(
-        Completion.id.in_(assignment.display_order))).all())
-    # html: the markdown rendered with raw HTML escaped, as the labeling page shows it.
-    return ({"id": prompt.id, "kind": prompt.kind, "text": prompt.text, "messages": prompt.messages},
-            [{"id": cid, "text": texts[cid], "html": str(render_markdown(texts[cid]))}
-             for cid in assignment.display_order])
+@lru_cache(maxsize=20_000)
+def _completion_html(text: str) -> str:
+    # Keyed by the text itself (completions never change): heartbeats and re-leases reuse it.
+    return str(render_markdown(text))
 
 
-def _assignment_read(session: SessionDep, assignment: Assignment) -> AssignmentRead:
-    prompt, completions = _shown(session, assignment)
-    return AssignmentRead(id=assignment.id, task_id=assignment.task_id, lease_expires_at=assignment.lease_expires_at,
-                          prompt=prompt, completions=completions)
+def _assignment_read(lease: assignments.Lease) -> dict:
+    """The lease as JSON: html is the markdown rendered with raw HTML escaped, as the labeling page shows it."""
+    return {"id": lease.id, "task_id": lease.task_id, "lease_expires_at": iso(lease.lease_expires_at),
+            "prompt": lease.prompt,
+            "completions": [{"id": cid, "text": text, "html": _completion_html(text)} for cid, text in lease.completions]}
 
 
 @labeling_api.post("/projects/{project_id}/assignments", response_model=AssignmentRead, status_code=201,
@@ -60,25 +56,22 @@ def _assignment_read(session: SessionDep, assignment: Assignment) -> AssignmentR
                    summary="Lease the next task (or the one you hold) for labeling")
 def lease_next(project_id: int, session: SessionDep, user: LabelingUser) -> Response:
     project = get_project(session=session, project_id=project_id, user=user)
-    assignment = assignments.lease_next(session=session, project=project, user=user)
-    if assignment is None:
-        session.commit()
-        return Response(status_code=204)
-    body = _assignment_read(session, assignment)
+    lease = assignments.lease_next(session=session, project=project, user=user)
     session.commit()
-    return JSONResponse(body.model_dump(mode="json"), status_code=201)
+    if lease is None:
+        return Response(status_code=204)
+    return JSONResponse(_assignment_read(lease), status_code=201)
 
 
 @labeling_api.post("/assignments/{assignment_id}/judgment", response_model=JudgmentRead, status_code=201,
                    summary="Submit a ranking and ratings; the Idempotency-Key makes retries safe")
 def submit(assignment_id: int, body: JudgmentCreate, session: SessionDep, user: LabelingUser,
-           idempotency_key: Annotated[str, Header(max_length=100)]) -> JudgmentRead:
-    assignment = assignments.get_assignment(session=session, assignment_id=assignment_id, user=user)
-    judgment, _created = judgments.submit_judgment(session=session, assignment=assignment, user=user, body=body,
-                                                    idempotency_key=idempotency_key)
-    summary = judgments.judgment_summary(session=session, judgment=judgment)
+           idempotency_key: Annotated[str, Header(max_length=100)]) -> Response:
+    summary = judgments.submit_judgment(session=session, assignment_id=assignment_id, user=user, body=body,
+                                        idempotency_key=idempotency_key)
     session.commit()
-    return JudgmentRead.model_validate(summary)
+    # The summary is built by the service from what it wrote; skip a second validation pass.
+    return JSONResponse({**summary, "created_at": iso(summary["created_at"])}, status_code=201)
 
 
 @labeling_api.get("/judgments", response_model=JudgmentList, summary="Your latest judgments in a project")
@@ -95,8 +88,8 @@ def my_judgments(session: SessionDep, user: CurrentUser, project_id: Annotated[i
 def my_judgment(judgment_id: int, session: SessionDep, user: CurrentUser) -> JudgmentDetail:
     judgment = judgments.get_own_judgment(session=session, judgment_id=judgment_id, user=user)
     detail = judgments.judgment_detail(session=session, judgment=judgment)
-    prompt, completions = _shown(session, session.get(Assignment, judgment.assignment_id))
-    return JudgmentDetail.model_validate({**detail, "prompt": prompt, "completions": completions})
+    shown = _assignment_read(assignments.shown(session=session, assignment=session.get(Assignment, judgment.assignment_id)))
+    return JudgmentDetail.model_validate({**detail, "prompt": shown["prompt"], "completions": shown["completions"]})
 
 
 @labeling_api.put("/judgments/{judgment_id}", response_model=JudgmentRead,
@@ -112,12 +105,12 @@ def revise(judgment_id: int, body: JudgmentCreate, session: SessionDep, user: La
 
 @labeling_api.post("/assignments/{assignment_id}/heartbeat", response_model=AssignmentRead,
                    summary="Keep the lease while the task is open")
-def heartbeat(assignment_id: int, session: SessionDep, user: LabelingUser) -> AssignmentRead:
+def heartbeat(assignment_id: int, session: SessionDep, user: LabelingUser) -> Response:
     assignment = assignments.get_assignment(session=session, assignment_id=assignment_id, user=user)
     assignments.heartbeat(session=session, assignment=assignment)
-    body = _assignment_read(session, assignment)
+    body = _assignment_read(assignments.shown(session=session, assignment=assignment))
     session.commit()
-    return body
+    return JSONResponse(body)
 
 
 @labeling_api.post("/assignments/{assignment_id}/skip", status_code=204, summary="Give the task back")

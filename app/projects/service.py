@@ -1,6 +1,6 @@
 """Creating, changing and finding projects; who may see them."""
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -92,10 +92,15 @@ def can_access(session: Session, user: User, project: Project) -> bool:
 
 def get_project(*, session: Session, project_id: int, user: User) -> Project:
     """The project, if this user may see it; others' projects look like missing ones."""
-    project = get_by_id(session, Project, project_id)
-    if project is None or not can_access(session, user, project):
+    row = None
+    if 0 < project_id <= MAX_ROW_ID:
+        # With the membership in the same query: every labeling request asks.
+        row = session.execute(select(Project, ProjectMember.user_id).outerjoin(ProjectMember, and_(
+            ProjectMember.project_id == Project.id, ProjectMember.user_id == user.id)).where(Project.id == project_id)
+        ).one_or_none()
+    if row is None or not (user.is_admin or row[1] is not None):
         raise NotFound(f"project {project_id} not found", code="project_not_found")
-    return project
+    return row[0]
 
 
 def find_project(*, session: Session, ref: str) -> Project:

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from app.db import get_by_id, utcnow
@@ -151,15 +151,28 @@ def revoke_token(*, session: Session, user: User, token_id: int) -> ApiToken:
     return token
 
 
-def token_principal(*, session: Session, plain: str) -> ApiToken | None:
-    """The live token behind a bearer string (its user active), or None."""
-    token = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(plain)))
-    if token is None or token.revoked_at is not None or not token.user.is_active:
+# Every API request runs this: built once, loading the user and just the token's columns.
+_TOKEN = (select(User, ApiToken.id, ApiToken.scope, ApiToken.revoked_at, ApiToken.last_used_at)
+          .join(ApiToken, ApiToken.user_id == User.id).where(ApiToken.token_hash == bindparam("token_hash")))
+_TOUCH = update(ApiToken.__table__).where(ApiToken.__table__.c.id == bindparam("token_id"))
+
+
+def token_principal(*, session: Session, plain: str) -> tuple[User, Scope] | None:
+    """The active user behind a live bearer token, and the token's scope; None for unknown or revoked tokens.
+
+    Records last_used_at (at most once a minute per token) in its own small committed transaction.
+    """
+    row = session.execute(_TOKEN, {"token_hash": hash_token(plain)}).one_or_none()
+    if row is None:
+        return None
+    user, token_id, scope, revoked_at, last_used_at = row
+    if revoked_at is not None or not user.is_active:
         return None
     now = utcnow()
-    if token.last_used_at is None or now - token.last_used_at >= LAST_USED_RESOLUTION:
-        token.last_used_at = now
-    return token
+    if last_used_at is None or now - last_used_at >= LAST_USED_RESOLUTION:
+        session.execute(_TOUCH, {"token_id": token_id, "last_used_at": now})
+        session.commit()
+    return user, scope
 
 
 def scope_allows(granted: Scope | None, needed: Scope) -> bool:

@@ -212,12 +212,12 @@ def test_fifty_labelers_at_once_never_over_collect(backend, fresh_database_url):
                     from app.users.models import User
 
                     user, project = session.get(User, user_id), session.get(Project, project_id)
-                    assignment = assignments.lease_next(session=session, project=project, user=user)
+                    lease = assignments.lease_next(session=session, project=project, user=user)
                     session.commit()
-                    if assignment is None:
+                    if lease is None:
                         return
-                    order = assignment.display_order
-                    judgments.submit_judgment(session=session, assignment=assignment, user=user,
+                    order = [cid for cid, _text in lease.completions]
+                    judgments.submit_judgment(session=session, assignment_id=lease.id, user=user,
                                               body=JudgmentCreate(ranks={str(c): i + 1 for i, c in enumerate(order)}),
                                               idempotency_key=f"{user_id}-{round_}")
                     session.commit()
