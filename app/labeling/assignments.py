@@ -16,6 +16,7 @@ from app.db import begin_write, get_by_id, utcnow
 from app.errors import Conflict, NotFound
 from app.labeling.models import Assignment, AssignmentState, Task, TaskCompletion, TaskState
 from app.projects.models import Project
+from app.review.gold import gold_task_due
 from app.users.models import User
 
 DEFAULT_LEASE = timedelta(minutes=30)
@@ -50,6 +51,10 @@ def lease_next(*, session: Session, project: Project, user: User, lease: timedel
     current = active_assignment(session=session, project=project, user=user)
     if current is not None:
         return current
+    if project.gold_rate > 0:  # no gold query on the hot path while the project has gold off
+        gold = gold_task_due(session=session, project=project, user=user)
+        if gold is not None:
+            return _lease(session, gold, user, lease)
     seen = exists().where(Assignment.task_id == Task.id, Assignment.user_id == user.id,
                           Assignment.state.in_((AssignmentState.submitted, AssignmentState.skipped,
                                                 AssignmentState.leased)))
@@ -67,20 +72,24 @@ def lease_next(*, session: Session, project: Project, user: User, lease: timedel
         if _taken(session, task.id) >= task.labels_needed:
             tried.append(task.id)
             continue
-        order = list(session.scalars(select(TaskCompletion.completion_id).where(TaskCompletion.task_id == task.id)
-                                     .order_by(TaskCompletion.position)))
-        random.shuffle(order)  # stored, so position bias can be measured
-        now = utcnow()
-        assignment = session.scalar(select(Assignment).where(Assignment.task_id == task.id,
-                                                             Assignment.user_id == user.id))
-        if assignment is None:
-            assignment = Assignment(task_id=task.id, user_id=user.id)
-            session.add(assignment)
-        # A labeler whose own lease expired gets the task back with a fresh order.
-        assignment.state, assignment.display_order = AssignmentState.leased, order
-        assignment.leased_at, assignment.lease_expires_at, assignment.skip_reason = now, now + lease, None
-        session.flush()
-        return assignment
+        return _lease(session, task, user, lease)
+
+
+def _lease(session: Session, task: Task, user: User, lease: timedelta) -> Assignment:
+    order = list(session.scalars(select(TaskCompletion.completion_id).where(TaskCompletion.task_id == task.id)
+                                 .order_by(TaskCompletion.position)))
+    random.shuffle(order)  # stored, so position bias can be measured
+    now = utcnow()
+    assignment = session.scalar(select(Assignment).where(Assignment.task_id == task.id,
+                                                         Assignment.user_id == user.id))
+    if assignment is None:
+        assignment = Assignment(task_id=task.id, user_id=user.id)
+        session.add(assignment)
+    # A labeler whose own lease expired gets the task back with a fresh order.
+    assignment.state, assignment.display_order = AssignmentState.leased, order
+    assignment.leased_at, assignment.lease_expires_at, assignment.skip_reason = now, now + lease, None
+    session.flush()
+    return assignment
 
 
 def get_assignment(*, session: Session, assignment_id: int, user: User) -> Assignment:

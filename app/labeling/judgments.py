@@ -15,6 +15,8 @@ from app.labeling.models import (
 )
 from app.labeling.schemas import JudgmentCreate
 from app.projects.models import Project
+from app.review.gold import takes_gold_labels
+from app.review.models import LabelerExclusion
 from app.users.models import User
 
 MAX_KEY_CHARS = 100
@@ -121,13 +123,17 @@ def submit_judgment(*, session: Session, assignment: Assignment, user: User, bod
     ranks = _validate(body, _task_completion_ids(session, task), project)
     submitted = session.scalar(select(func.count()).select_from(Assignment).where(
         Assignment.task_id == task.id, Assignment.state == AssignmentState.submitted)) or 0
-    if task.state != TaskState.open or submitted >= task.labels_needed:
+    if (task.state != TaskState.open or submitted >= task.labels_needed) and not takes_gold_labels(task):
         raise Conflict("this task already has all the labels it needs; your lease had expired", code="task_full")
 
     judgment = Judgment(task_id=task.id, user_id=user.id, assignment_id=assignment.id, idempotency_key=key,
                         request_hash=digest, duration_ms=body.duration_ms, rationale=body.rationale,
                         none_acceptable=body.none_acceptable, prompt_flags=sorted(set(body.prompt_flags)),
                         demonstration=body.demonstration)
+    exclusion = session.get(LabelerExclusion, (project.id, user.id))
+    if exclusion is not None:  # an excluded labeler's later judgments are kept, and left out too
+        judgment.excluded, judgment.excluded_with_labeler = True, True
+        judgment.excluded_reason = exclusion.judgment_reason
     session.add(judgment)
     session.flush()
     _write_pairs(session, judgment, task, body, ranks)

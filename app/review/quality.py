@@ -55,11 +55,15 @@ def robust_z(values: dict[int, float]) -> dict[int, float]:
     return {key: (v - middle) / scale for key, v in values.items()}
 
 
+def eligible_z(agreement: dict[int, float], compared: dict[int, int]) -> dict[int, float]:
+    """Robust z-scores of agreement among labelers with at least OUTLIER_MIN_JUDGMENTS compared judgments."""
+    return robust_z({uid: a for uid, a in agreement.items() if compared.get(uid, 0) >= OUTLIER_MIN_JUDGMENTS})
+
+
 def outliers(agreement: dict[int, float], compared: dict[int, int]) -> dict[int, float]:
-    """Labelers far below the rest: robust z-score of their agreement under OUTLIER_Z, among
-    labelers with at least OUTLIER_MIN_JUDGMENTS compared judgments. Returns their z-scores."""
-    eligible = {uid: a for uid, a in agreement.items() if compared.get(uid, 0) >= OUTLIER_MIN_JUDGMENTS}
-    return {uid: z for uid, z in robust_z(eligible).items() if z < OUTLIER_Z}
+    """Labelers far below the rest: robust z-score of their agreement under OUTLIER_Z (see
+    eligible_z). Returns their z-scores."""
+    return {uid: z for uid, z in eligible_z(agreement, compared).items() if z < OUTLIER_Z}
 
 
 @dataclass(frozen=True)
