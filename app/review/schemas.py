@@ -90,7 +90,9 @@ class VersionRead(BaseModel):
     score: float
     low: float
     high: float
-    rating: float
+    rating: float = Field(description="The score on the Elo scale: 1000 + 400 / ln 10 x score.")
+    rating_low: float
+    rating_high: float
     pairs: int
     win_rate: float
 

@@ -25,7 +25,7 @@ from app.review.actions import excluded_labeler_ids
 from app.review.alpha import krippendorff_alpha
 from app.review.metrics import Consensus, TaskAgreement, consensus_many, task_agreement, tau_b
 from app.review.quality import (
-    OUTLIER_Z, eligible_z, first_shown_top, gold_accuracy, likert_spread, version_ratings,
+    ELO_BASE, ELO_SCALE, OUTLIER_Z, eligible_z, first_shown_top, gold_accuracy, likert_spread, version_ratings,
 )
 from app.users.models import User
 
@@ -237,7 +237,9 @@ def leaderboard(session: Session, project: Project, included: list[JudgmentData]
     ratings = version_ratings(list(outcomes.values()))
     names = dict(session.execute(select(ModelVersion.id, ModelVersion.name).where(
         ModelVersion.id.in_([r.version_id for r in ratings]))).all())
-    return [{**r.__dict__, "name": names.get(r.version_id, f"model {r.version_id}")} for r in ratings]
+    return [{**r.__dict__, "name": names.get(r.version_id, f"model {r.version_id}"),
+             "rating_low": ELO_BASE + ELO_SCALE * r.low, "rating_high": ELO_BASE + ELO_SCALE * r.high}
+            for r in ratings]
 
 
 def progress(session: Session, project: Project, tasks: list[Task], judgments: list[JudgmentData]) -> dict[str, int]:
