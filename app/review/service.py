@@ -189,8 +189,9 @@ def project_alpha(included: list[JudgmentData], flag_keys: list[str]) -> dict[st
     }
 
 
-def over_time(included: list[JudgmentData]) -> list[dict[str, Any]]:
-    """Agreement per day (per week for long projects) of the tasks whose last judgment fell in it."""
+def over_time(included: list[JudgmentData], tau_of: dict[int, float | None]) -> list[dict[str, Any]]:
+    """Agreement per day (per week for long projects) of the tasks whose last judgment fell in it;
+    tau_of holds each task's mean tau-b (from task_figures)."""
     grouped = _by_task(included)
     done = {tid: max(j.created_at for j in own).date() for tid, own in grouped.items() if len(own) >= 2}
     if not done:
@@ -202,8 +203,7 @@ def over_time(included: list[JudgmentData]) -> list[dict[str, Any]]:
     rows = []
     for period in sorted(periods):
         own = [j for tid in periods[period] for j in grouped[tid]]
-        figures = [task_agreement([j.ranks for j in grouped[tid]]) for tid in periods[period]]
-        taus = [a.mean_tau_b for a in figures if a.mean_tau_b is not None]
+        taus = [tau for tid in periods[period] if (tau := tau_of.get(tid)) is not None]
         rows.append({"period": period.isoformat(), "tasks": len(periods[period]),
                      "alpha_ranks": krippendorff_alpha(_alpha_units(own, lambda j, c: j.ranks[c]), "ordinal"),
                      "alpha_likert": krippendorff_alpha(_alpha_units(own, lambda j, c: j.likert.get(c)), "interval"),
@@ -273,7 +273,7 @@ def project_agreement(*, session: Session, project: Project, task_limit: int = 1
         "project_id": project.id,
         "progress": progress(session, project, tasks, judgments),
         "alpha": project_alpha(included, [f["key"] for f in project.rating_schema.get("flags", [])]),
-        "over_time": over_time(included),
+        "over_time": over_time(included, {r["task_id"]: r["agreement"]["mean_tau_b"] for r in task_rows}),
         "throughput": throughput(judgments),
         "tasks": task_rows[task_offset:task_offset + task_limit], "tasks_total": len(task_rows),
         "labelers": labeler_figures(session, project, tasks, judgments, included),
