@@ -188,3 +188,29 @@ def test_review_queue_lists_low_agreement_harmful_flags_and_reports(client, db, 
     assert len(everything["low_agreement"]) == 1  # task 2 agrees fully (tau-b 1 is not below 1)
     labeler = bearer(make_token(db, users[0], Scope.read))
     assert client.get(f"/api/v1/projects/{project.id}/review-queue", headers=labeler).status_code == 403
+
+
+def test_leasing_asks_nothing_about_gold_while_the_rate_is_zero(db, admin):
+    from sqlalchemy import event
+
+    from app.labeling import assignments
+
+    user = make_user(db, Role.labeler)
+    project = make_project(db, admin, k=2, labels_per_task=1, labeler_ids=[user.id])
+    make_tasks(db, project, n=2, versions=make_versions(db, "v1"))
+    statements: list[str] = []
+    bind = db.get_bind()
+    listener = lambda _conn, _cursor, sql, *_rest: statements.append(sql)  # noqa: E731
+    event.listen(bind, "before_cursor_execute", listener)
+    try:
+        assert assignments.lease_next(session=db, project=project, user=user) is not None
+        db.commit()
+        without_gold = list(statements)
+        project.gold_rate = 0.5
+        db.commit()
+        statements.clear()
+        assignments.lease_next(session=db, project=db.get(type(project), project.id), user=make_user(db, Role.labeler))
+    finally:
+        event.remove(bind, "before_cursor_execute", listener)
+    assert without_gold and not any("gold_ranks IS NOT NULL" in s or "count(task.gold_ranks)" in s for s in without_gold)
+    assert any("count(task.gold_ranks)" in s for s in statements)  # the check sees the gold query when it runs
