@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     openai_api_key: SecretStr | None = None
     policy_timeout_seconds: float = Field(120.0, gt=0, le=3600)
     policy_retries: int = Field(4, ge=0, le=20)
+    review_min_agreement: float = Field(0.2, ge=-1.0, le=1.0)
 
     @property
     def sqlalchemy_url(self) -> str:

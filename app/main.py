@@ -21,6 +21,8 @@ from app.projects.routes import api as projects_api
 from app.projects.routes import pages as projects_pages
 from app.prompts.routes import api as prompts_api
 from app.prompts.routes import pages as prompts_pages
+from app.review.pages import pages as review_pages
+from app.review.routes import api as review_api
 from app.users.routes import api as users_api
 from app.users.routes import pages as users_pages
 
@@ -54,9 +56,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
 
-    for router in (users_api, projects_api, prompts_api, tasks_api, labeling_api, jobs_api, models_api):
+    for router in (users_api, projects_api, prompts_api, tasks_api, labeling_api, jobs_api, models_api, review_api):
         app.include_router(router, prefix=API_PREFIX)
-    for router in (users_pages, projects_pages, prompts_pages, labeling_pages):
+    for router in (users_pages, projects_pages, prompts_pages, labeling_pages, review_pages):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=str(ROOT / "static")), name="static")
 

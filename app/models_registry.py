@@ -6,10 +6,11 @@ from app.labeling.models import Assignment, Comparison, CompletionRating, Judgme
 from app.models.models import ModelVersion
 from app.projects.models import Project, ProjectMember
 from app.prompts.models import Completion, Prompt
+from app.review.models import LabelerExclusion
 from app.users.models import ApiToken, User
 
 __all__ = [
     "ApiToken", "Assignment", "Comparison", "Completion", "CompletionRating", "DatasetSnapshot",
-    "Job", "JobMetric", "Judgment", "ModelVersion", "Project", "ProjectMember", "Prompt", "Task",
+    "Job", "JobMetric", "Judgment", "LabelerExclusion", "ModelVersion", "Project", "ProjectMember", "Prompt", "Task",
     "TaskCompletion", "User",
 ]

@@ -18,6 +18,7 @@ from app.db import begin_write, get_by_id, utcnow
 from app.errors import Conflict, NotFound
 from app.labeling.models import Assignment, AssignmentState, Task, TaskCompletion, TaskState
 from app.projects.models import Project
+from app.review.gold import gold_task_due
 from app.prompts.models import Completion, Prompt
 from app.users.models import User
 
@@ -103,6 +104,14 @@ def lease_next(*, session: Session, project: Project, user: User, lease: timedel
     current = connection.execute(_ACTIVE, ids).one_or_none()
     if current is not None:
         return _lease_of(connection, *current)
+    if project.gold_rate > 0:  # no gold query on the hot path while the project has gold off
+        gold = gold_task_due(session=session, project=project, user=user)
+        if gold is not None:
+            # Gold tasks take every labeler (no capacity to lock); the (task, labeler) key keeps it once each.
+            mine = connection.execute(select(_assignment.c.id).where(
+                _assignment.c.task_id == gold.id, _assignment.c.user_id == user.id)).scalar()
+            prompt = connection.execute(_PROMPT, {"task_id": gold.id}).one()
+            return _write_lease(connection, gold.id, user.id, mine, _prompt_dict(prompt), now, lease)
     tried: list[int] = []
     while True:
         candidate = connection.execute(_CANDIDATE_NOT_TRIED if tried else _CANDIDATE, {**ids, "tried": tried}
@@ -116,18 +125,24 @@ def lease_next(*, session: Session, project: Project, user: User, lease: timedel
             continue
         if expired:
             connection.execute(_EXPIRE, {"stale_task_id": task_id, "now": now})
-        texts = dict(connection.execute(_TEXTS, {"task_id": task_id}).all())
-        order = sorted(texts)
-        random.shuffle(order)  # stored, so position bias can be measured
-        values = {"state": AssignmentState.leased, "display_order": order, "leased_at": now,
-                  "lease_expires_at": now + lease, "skip_reason": None}
-        if mine is None:
-            mine = connection.execute(_INSERT, {"task_id": task_id, "user_id": user.id, **values}).scalar_one()
-        else:  # the labeler's own lease on it expired: the task comes back with a fresh order
-            connection.execute(_RELEASE, {"assignment_id": mine, **values})
         prompt = {"id": candidate.prompt_id, "kind": candidate.kind, "text": candidate.text,
                   "messages": candidate.messages}
-        return Lease(mine, task_id, values["lease_expires_at"], prompt, [(cid, texts[cid]) for cid in order])
+        return _write_lease(connection, task_id, user.id, mine, prompt, now, lease)
+
+
+def _write_lease(connection: Any, task_id: int, user_id: int, mine: int | None, prompt: dict[str, Any],
+                 now: datetime, lease: timedelta) -> Lease:
+    """Lease the task to the labeler: a new assignment, or theirs again when their lease on it expired."""
+    texts = dict(connection.execute(_TEXTS, {"task_id": task_id}).all())
+    order = sorted(texts)
+    random.shuffle(order)  # stored, so position bias can be measured
+    values = {"state": AssignmentState.leased, "display_order": order, "leased_at": now,
+              "lease_expires_at": now + lease, "skip_reason": None}
+    if mine is None:
+        mine = connection.execute(_INSERT, {"task_id": task_id, "user_id": user_id, **values}).scalar_one()
+    else:  # the task comes back with a fresh order
+        connection.execute(_RELEASE, {"assignment_id": mine, **values})
+    return Lease(mine, task_id, values["lease_expires_at"], prompt, [(cid, texts[cid]) for cid in order])
 
 
 def get_assignment(*, session: Session, assignment_id: int, user: User) -> Assignment:

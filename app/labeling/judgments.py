@@ -15,6 +15,8 @@ from app.labeling.models import (
 )
 from app.labeling.schemas import JudgmentCreate
 from app.projects.models import Project
+from app.review.gold import takes_gold_labels
+from app.review.models import LabelerExclusion, exclusion_reason
 from app.users.models import User
 
 MAX_KEY_CHARS = 100
@@ -84,16 +86,20 @@ def _checked_key(idempotency_key: str) -> str:
 
 _task, _assignment, _project = Task.__table__, Assignment.__table__, Project.__table__
 _judgment, _rating, _comparison = Judgment.__table__, CompletionRating.__table__, Comparison.__table__
-_earlier = _judgment.alias("earlier")
+_earlier, _exclusion = _judgment.alias("earlier"), LabelerExclusion.__table__
 # Built once: constructing statements costs more CPU than running them (see assignments.py).
-_LOCK_TASK = (select(_task.c.id, _task.c.project_id, _task.c.state, _task.c.labels_needed, _task.c.labels_done)
+_LOCK_TASK = (select(_task.c.id, _task.c.project_id, _task.c.state, _task.c.labels_needed, _task.c.labels_done,
+                     _task.c.gold_ranks)
               .where(_task.c.id == select(_assignment.c.task_id).where(_assignment.c.id == bindparam("assignment_id"))
                      .scalar_subquery())
               .with_for_update())
 _SUBMISSION = (select(_assignment.c.user_id, _assignment.c.state, _assignment.c.display_order, _project.c.allow_ties,
                       _project.c.rating_schema, _earlier.c.id.label("earlier_id"), _earlier.c.request_hash,
-                      _earlier.c.assignment_id.label("earlier_assignment_id"))
+                      _earlier.c.assignment_id.label("earlier_assignment_id"),
+                      _exclusion.c.user_id.label("excluded_labeler"), _exclusion.c.reason.label("exclusion_reason"))
                .select_from(_assignment).join(_project, _project.c.id == bindparam("project_id"))
+               .outerjoin(_exclusion, and_(_exclusion.c.project_id == _project.c.id,
+                                           _exclusion.c.user_id == bindparam("user_id")))
                .outerjoin(_earlier, and_(_earlier.c.user_id == bindparam("user_id"),
                                          _earlier.c.idempotency_key == bindparam("key")))
                .where(_assignment.c.id == bindparam("assignment_id")))
@@ -161,15 +167,18 @@ def submit_judgment(*, session: Session, assignment_id: int, user: User, body: J
     if row.state == AssignmentState.skipped:
         raise Conflict("you skipped this task", code="skipped")
     ranks = _validate(body, row.display_order, row.allow_ties, row.rating_schema)
-    if task.state != TaskState.open or task.labels_done >= task.labels_needed:
+    if (task.state != TaskState.open or task.labels_done >= task.labels_needed) and not takes_gold_labels(task):
         raise Conflict("this task already has all the labels it needs; your lease had expired", code="task_full")
 
     now = utcnow()
+    # An excluded labeler's later judgments are kept, and left out too.
+    excluded = row.excluded_labeler is not None
     judgment_id = connection.execute(_INSERT_JUDGMENT, {
         "task_id": task.id, "user_id": user.id, "assignment_id": assignment_id, "idempotency_key": key,
         "request_hash": digest, "duration_ms": body.duration_ms, "rationale": body.rationale,
         "none_acceptable": body.none_acceptable, "prompt_flags": sorted(set(body.prompt_flags)),
-        "demonstration": body.demonstration, "revision": 1, "excluded": False, "created_at": now,
+        "demonstration": body.demonstration, "revision": 1, "excluded": excluded, "excluded_with_labeler": excluded,
+        "excluded_reason": exclusion_reason(row.exclusion_reason) if excluded else None, "created_at": now,
         "updated_at": now}).scalar_one()
     pairs = _write_pairs(session, judgment_id, task.id, body, ranks)
     connection.execute(_MARK_SUBMITTED, {"b_assignment_id": assignment_id})

@@ -4,7 +4,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint, false
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, utcnow
@@ -35,6 +36,10 @@ class Task(Base):
     state: Mapped[TaskState] = mapped_column(str_enum(TaskState), default=TaskState.open)
     labels_needed: Mapped[int]
     labels_done: Mapped[int] = mapped_column(default=0)
+    # A gold task's known ranking (completion id -> rank, as judgments give it); None: not gold.
+    # none_as_null: clearing it must store SQL NULL, which the gold queries test for.
+    gold_ranks: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -100,6 +105,9 @@ class Judgment(Base):
     revision: Mapped[int] = mapped_column(default=1)
     excluded: Mapped[bool] = mapped_column(default=False)
     excluded_reason: Mapped[str | None] = mapped_column(Text)
+    # Excluded because its labeler is (review.LabelerExclusion): including the labeler again
+    # brings these back, judgments excluded one by one stay out.
+    excluded_with_labeler: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

@@ -17,7 +17,6 @@ from app.labeling.schemas import (
 )
 from app.pages import render, render_markdown
 from app.projects.service import get_project
-from app.prompts.models import Completion, Prompt
 
 api = APIRouter(prefix="/projects/{project_id}/tasks", tags=["tasks"])
 labeling_api = APIRouter(tags=["labeling"])

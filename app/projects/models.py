@@ -14,6 +14,7 @@ class Project(Base):
     __table_args__ = (
         CheckConstraint("k BETWEEN 2 AND 9", name="k_range"),
         CheckConstraint("labels_per_task BETWEEN 1 AND 20", name="labels_per_task_range"),
+        CheckConstraint("gold_rate >= 0 AND gold_rate <= 1", name="gold_rate_range"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -31,6 +32,8 @@ class Project(Base):
     current_policy_id: Mapped[int | None] = mapped_column(
         ForeignKey("model_version.id", ondelete="SET NULL", use_alter=True)
     )
+    # Share of a labeler's leases that are gold tasks while gold tasks they have not seen remain.
+    gold_rate: Mapped[float] = mapped_column(default=0.0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
 

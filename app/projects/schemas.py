@@ -81,6 +81,7 @@ class ProjectCreate(ProjectBase):
     rating_schema: RatingSchema = Field(default_factory=RatingSchema)
     sampling_params: SamplingParams = Field(default_factory=SamplingParams)
     labeler_ids: list[int] = Field(default_factory=list, max_length=10_000)
+    gold_rate: float = Field(0.0, ge=0.0, le=1.0, description="Share of a labeler's leases that are gold tasks.")
 
     @field_validator("name")
     @classmethod
@@ -104,11 +105,12 @@ class ProjectUpdate(BaseModel):
     rating_schema: RatingSchema | None = None
     sampling_params: SamplingParams | None = None
     labeler_ids: list[int] | None = Field(None, max_length=10_000)
+    gold_rate: float | None = Field(None, ge=0.0, le=1.0)
 
     @model_validator(mode="after")
     def _no_nulls(self) -> "ProjectUpdate":
         for name in ("name", "k", "labels_per_task", "allow_ties", "rating_schema", "sampling_params",
-                     "labeler_ids", "description", "guidelines"):
+                     "labeler_ids", "description", "guidelines", "gold_rate"):
             if name in self.model_fields_set and getattr(self, name) is None:
                 raise ValueError(f"{name} cannot be null")
         return self
@@ -129,6 +131,7 @@ class ProjectRead(BaseModel):
     near_duplicate_prefix: int | None
     current_policy_id: int | None
     labeler_ids: list[int]
+    gold_rate: float
     created_at: datetime
     prompt_count: int
 

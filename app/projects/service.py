@@ -47,7 +47,8 @@ def create_project(*, session: Session, data: ProjectCreate, creator: User) -> P
         name=data.name, description=data.description, k=data.k, labels_per_task=data.labels_per_task,
         allow_ties=data.allow_ties, rating_schema=data.rating_schema.model_dump(),
         guidelines=data.guidelines, sampling_params=data.sampling_params.model_dump(),
-        near_duplicate_prefix=data.near_duplicate_prefix, created_by_id=creator.id, members=[],
+        near_duplicate_prefix=data.near_duplicate_prefix, gold_rate=data.gold_rate, created_by_id=creator.id,
+        members=[],
     )
     policy = default_policy(session=session)
     project.current_policy_id = policy.id if policy else None
@@ -72,7 +73,8 @@ def update_project(*, session: Session, project: Project, data: ProjectUpdate) -
     if "k" in fields and data.k != project.k and _task_count(session, project) > 0:
         raise Conflict(f"K cannot change from {project.k} to {data.k}: the project already has tasks of "
                        f"{project.k} completions; create a new project instead", code="k_locked")
-    for name in ("description", "guidelines", "near_duplicate_prefix", "k", "labels_per_task", "allow_ties"):
+    for name in ("description", "guidelines", "near_duplicate_prefix", "k", "labels_per_task", "allow_ties",
+                 "gold_rate"):
         if name in fields:
             setattr(project, name, getattr(data, name))
     if "rating_schema" in fields and data.rating_schema is not None:
@@ -156,7 +158,8 @@ def to_read(project: Project, prompt_count: int) -> ProjectRead:
     return ProjectRead.model_validate({
         **{c: getattr(project, c) for c in (
             "id", "name", "description", "k", "labels_per_task", "allow_ties", "rating_schema",
-            "sampling_params", "guidelines", "near_duplicate_prefix", "current_policy_id", "created_at")},
+            "sampling_params", "guidelines", "near_duplicate_prefix", "current_policy_id", "gold_rate",
+            "created_at")},
         "labeler_ids": sorted(m.user_id for m in project.members),
         "prompt_count": prompt_count,
     })

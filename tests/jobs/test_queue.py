@@ -152,9 +152,12 @@ def test_cancel(engine):
     assert queue.claim(engine, worker_id="w") is None
 
 
-def _claim_all(url: str, worker: str, out) -> None:
+def _claim_all(url: str, worker: str, out, ready, go) -> None:
     engine = make_engine(url)
     claimed = []
+    # Start together: on a busy machine one process could otherwise drain the queue before the others are up.
+    ready.release()
+    go.wait(timeout=120)
     while (job := queue.claim(engine, worker_id=worker)) is not None:
         with Session(engine) as session:
             queue.succeed(session=session, job=job, result={"by": worker})
@@ -167,10 +170,13 @@ def _claim_all(url: str, worker: str, out) -> None:
 def test_four_processes_claim_200_jobs_none_twice(engine, fresh_database_url):
     ids = _enqueue(engine, 200)
     ctx = multiprocessing.get_context("spawn")
-    out = ctx.Queue()
-    workers = [ctx.Process(target=_claim_all, args=(fresh_database_url, f"w{i}", out)) for i in range(4)]
+    out, ready, go = ctx.Queue(), ctx.Semaphore(0), ctx.Event()
+    workers = [ctx.Process(target=_claim_all, args=(fresh_database_url, f"w{i}", out, ready, go)) for i in range(4)]
     for w in workers:
         w.start()
+    for _ in workers:
+        assert ready.acquire(timeout=120)
+    go.set()
     claimed = [out.get(timeout=120) for _ in workers]
     for w in workers:
         w.join(timeout=30)

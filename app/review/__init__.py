@@ -1,0 +1,1 @@
+"""review domain: agreement, consensus, labeler quality, gold tasks and the review queue."""
