@@ -83,6 +83,23 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
+def postgres_cpu_seconds() -> float:
+    """CPU time of every PostgreSQL process on this machine (the server is local in this benchmark)."""
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdecimal():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                head, _, tail = f.read().rpartition(")")
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if head.partition("(")[2] in ("postgres", "postmaster"):
+            fields = tail.split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return 0.0
@@ -190,9 +207,10 @@ def main() -> None:
                     break
             except httpx.HTTPError:
                 time.sleep(0.1)
-        cpu_before = cpu_seconds(server.pid)
+        cpu_before, db_before, client_before = cpu_seconds(server.pid), postgres_cpu_seconds(), time.process_time()
         stats = asyncio.run(drive(base, project_id, tokens, args.seconds))
         server_cpu = cpu_seconds(server.pid) - cpu_before
+        db_cpu, client_cpu = postgres_cpu_seconds() - db_before, time.process_time() - client_before
 
         engine = create_engine(url)
         with Session(engine) as db:
@@ -215,6 +233,9 @@ def main() -> None:
             # CPU the server spent per stored judgment (its lease, its submit, repeats): less noisy than
             # throughput when other work shares the machine.
             "server_cpu_ms_per_judgment": round(server_cpu * 1000 / max(len(stored), 1), 2),
+            # The other two users of the same cores: the load generator and PostgreSQL.
+            "client_cpu_ms_per_judgment": round(client_cpu * 1000 / max(len(stored), 1), 2),
+            "postgres_cpu_ms_per_judgment": round(db_cpu * 1000 / max(len(stored), 1), 2),
             "double_submits": stats["double_submits"], "retries": stats["retries"],
             "lost": lost, "duplicated": duplicated, "over_collected": over,
             "errors": len(stats["errors"]), "first_errors": stats["errors"][:3],
