@@ -1,0 +1,95 @@
+"""Row batches to bytes: JSONL streamed as it is made, Parquet written row group by row group."""
+
+import tempfile
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from app.export.schemas import ExportFormat, ExportOptions, PairMode, PairStyle, TiePolicy
+
+# Bytes handed to the server at a time: large enough that the per-chunk cost (a thread hop) is small.
+JSONL_CHUNK = 256 * 1024
+PARQUET_READ = 1024 * 1024
+
+_message = pa.struct([("role", pa.string()), ("content", pa.string())])
+_messages = pa.list_(_message)
+_strings = pa.list_(pa.string())
+_id = pa.int64()
+
+
+def parquet_schema(options: ExportOptions) -> pa.Schema:
+    """The columns of each format, in the order of the JSONL keys."""
+    if options.format == ExportFormat.pairs:
+        text = _messages if options.style == PairStyle.conversational else pa.string()
+        fields = [("prompt", text), ("chosen", text), ("rejected", text), ("margin", _id)]
+        if options.mode == PairMode.consensus:
+            fields += [("score_margin", pa.float64()), ("prompt_id", _id), ("task_id", _id),
+                       ("judgment_ids", pa.list_(_id)), ("labelers", _strings), ("consensus_strength", pa.float64())]
+        else:
+            fields += [("prompt_id", _id), ("task_id", _id), ("judgment_id", _id), ("comparison_id", _id),
+                       ("labeler", pa.string())]
+        fields += [("chosen_model_version_id", _id), ("rejected_model_version_id", _id), ("split", pa.string())]
+        if options.ties == TiePolicy.keep:
+            fields.append(("tie", pa.bool_()))
+        return pa.schema(fields)
+    if options.format == ExportFormat.rankings:
+        completion = pa.struct([("completion_id", _id), ("text", pa.string()), ("rank", _id), ("likert", _id),
+                                ("flags", _strings), ("note", pa.string()), ("model_version_id", _id)])
+        return pa.schema([
+            ("judgment_id", _id), ("task_id", _id), ("prompt_id", _id), ("labeler", pa.string()),
+            ("split", pa.string()), ("prompt", pa.string()), ("prompt_messages", _messages),
+            ("completions", pa.list_(completion)), ("none_acceptable", pa.bool_()), ("rationale", pa.string()),
+            ("prompt_flags", _strings), ("demonstration", pa.string()), ("created_at", pa.string())])
+    if options.format == ExportFormat.ratings:
+        return pa.schema([
+            ("rating_id", _id), ("judgment_id", _id), ("task_id", _id), ("prompt_id", _id), ("completion_id", _id),
+            ("model_version_id", _id), ("labeler", pa.string()), ("split", pa.string()), ("prompt", pa.string()),
+            ("completion", pa.string()), ("rank", _id), ("likert", _id), ("flags", _strings), ("note", pa.string()),
+            ("created_at", pa.string())])
+    return pa.schema([
+        ("messages", _messages), ("prompt_id", _id), ("source", pa.string()), ("task_id", _id),
+        ("judgment_id", _id), ("labeler", pa.string()), ("completion_id", _id), ("model_version_id", _id),
+        ("created_at", pa.string()), ("split", pa.string())])
+
+
+def _count(counts: Counter, rows: list[dict[str, Any]]) -> None:
+    counts["rows"] += len(rows)
+    for row in rows:
+        counts[row["split"]] += 1
+
+
+def jsonl_bytes(batches: Iterator[list[dict[str, Any]]], counts: Counter) -> Iterator[bytes]:
+    """One JSON object a line; memory holds one batch of rows and one chunk of bytes."""
+    dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
+    pending: list[bytes] = []
+    size = 0
+    for rows in batches:
+        _count(counts, rows)
+        for row in rows:
+            line = dumps(row, option=newline)
+            pending.append(line)
+            size += len(line)
+        if size >= JSONL_CHUNK:
+            yield b"".join(pending)
+            pending, size = [], 0
+    if pending:
+        yield b"".join(pending)
+
+
+def parquet_bytes(batches: Iterator[list[dict[str, Any]]], counts: Counter, options: ExportOptions) -> Iterator[bytes]:
+    """A Parquet file, one row group per batch. Parquet's footer comes last, so the file is spooled
+    to a temporary file first: memory holds one batch, the disk the whole file until it is sent."""
+    schema = parquet_schema(options)
+    with tempfile.TemporaryFile(prefix="preflab-export-") as spool:
+        with pq.ParquetWriter(spool, schema) as writer:
+            for rows in batches:
+                if rows:
+                    _count(counts, rows)
+                    writer.write_table(pa.Table.from_pylist(rows, schema=schema))
+        spool.seek(0)
+        while data := spool.read(PARQUET_READ):
+            yield data
