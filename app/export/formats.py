@@ -43,18 +43,20 @@ def pair_rows(session: Session, project: Project, options: ExportOptions, lookup
         stmt = stmt.where(c.chosen_id.in_(version_completions(options)), c.rejected_id.in_(version_completions(options)))
     keep_ties = options.ties == TiePolicy.keep
     for batch in stream(session, stmt):
-        lookups.load({r[8] for r in batch}, {cid for r in batch for cid in (r[3], r[4])})
+        lookups.load({r[8] for r in batch}, {cid for r in batch for cid in (r[3], r[4])}, {r[7] for r in batch})
         agreed = tasks.agreed({r[2] for r in batch})
         prompts, completions, versions = lookups.prompt_out, lookups.completion_out, lookups.completion_version
+        labelers, splits, only = lookups.labelers, lookups.split, options.split
         rows = []
         for comparison_id, judgment_id, task_id, chosen, rejected, margin, tie, user_id, prompt_id in batch:
-            if (agreed is not None and task_id not in agreed) or not _wanted(lookups, prompt_id):
+            split = splits[prompt_id]
+            if (agreed is not None and task_id not in agreed) or (only is not None and split != only):
                 continue
             row = {"prompt": prompts[prompt_id], "chosen": completions[chosen], "rejected": completions[rejected],
                    "margin": margin, "prompt_id": prompt_id, "task_id": task_id, "judgment_id": judgment_id,
-                   "comparison_id": comparison_id, "labeler": lookups.labeler(user_id),
+                   "comparison_id": comparison_id, "labeler": labelers[user_id],
                    "chosen_model_version_id": versions[chosen], "rejected_model_version_id": versions[rejected],
-                   "split": lookups.split[prompt_id]}
+                   "split": split}
             if keep_ties:
                 row["tie"] = tie
             rows.append(row)

@@ -10,13 +10,14 @@ import orjson
 from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
+from app.export.queries import id_in
 from app.export.schemas import ExportOptions, SplitBy, SplitName
 from app.prompts.models import Completion, Prompt, PromptKind
 
 # Texts kept between batches: rows come in task order, so a batch mostly needs what the last one had.
-CACHE_LIMIT = 20_000
+CACHE_LIMIT = 10_000
 SPLIT_BUCKETS = 1_000_000
-IN_CHUNK = 5_000
+IN_CHUNK = 20_000
 
 
 def labeler_pseudonym(secret: str, user_id: int) -> str:
@@ -49,7 +50,8 @@ def iso(moment: datetime) -> str:
 
 def as_json(value: Any) -> orjson.Fragment:
     """A value serialized once, for rows that repeat it (JSONL); parquet rows take plain values."""
-    return orjson.Fragment(orjson.dumps(value))
+    # orjson's result keeps its over-sized buffer (kilobytes for a short text): cache an exact copy.
+    return orjson.Fragment(bytes(memoryview(orjson.dumps(value))))
 
 
 def plain(value: Any) -> Any:
@@ -65,7 +67,9 @@ class Lookups:
     """Prompt and completion data for one batch of rows at a time, with memory bounded by CACHE_LIMIT."""
 
     def __init__(self, session: Session, options: ExportOptions, secret: str, wrap: Callable[[Any], Any]) -> None:
-        self.session, self.options, self.secret, self.wrap = session, options, secret, wrap
+        self.options, self.secret, self.wrap = options, secret, wrap
+        self.connection = session.connection()
+        self.dialect = self.connection.dialect.name
         self.conversational = options.style == "conversational"
         self.completion_text: dict[int, str] = {}
         self.completion_version: dict[int, int] = {}
@@ -82,8 +86,10 @@ class Lookups:
             name = self.labelers[user_id] = labeler_pseudonym(self.secret, user_id)
         return name
 
-    def load(self, prompt_ids: Iterable[int], completion_ids: Iterable[int] = ()) -> None:
-        """Fetch what the next batch needs and is not cached yet."""
+    def load(self, prompt_ids: Iterable[int], completion_ids: Iterable[int] = (), user_ids: Iterable[int] = ()) -> None:
+        """Fetch what the next batch needs and is not cached yet; afterwards `labelers` holds its users."""
+        for user_id in set(user_ids) - self.labelers.keys():
+            self.labeler(user_id)
         if len(self.completion_text) > CACHE_LIMIT or len(self.prompt_text) > CACHE_LIMIT:
             for cache in (self.completion_text, self.completion_version, self.completion_out, self.prompt_out,
                           self.prompt_text, self.prompt_messages, self.split):
@@ -94,8 +100,8 @@ class Lookups:
     def _load_prompts(self, ids: list[int]) -> None:
         options = self.options
         for chunk in _chunks(ids):
-            rows = self.session.execute(select(Prompt.id, Prompt.kind, Prompt.text, Prompt.messages,
-                                               Prompt.source_user).where(Prompt.id.in_(chunk)))
+            rows = self.connection.execute(select(Prompt.id, Prompt.kind, Prompt.text, Prompt.messages,
+                                                  Prompt.source_user).where(id_in(Prompt.id, chunk, self.dialect)))
             for pid, kind, text, messages, source_user in rows:
                 turns = messages if kind == PromptKind.chat and messages else [{"role": "user", "content": text}]
                 self.prompt_text[pid] = text
@@ -106,8 +112,8 @@ class Lookups:
 
     def _load_completions(self, ids: list[int]) -> None:
         for chunk in _chunks(ids):
-            rows = self.session.execute(select(Completion.id, Completion.text, Completion.model_version_id)
-                                        .where(Completion.id.in_(chunk)))
+            rows = self.connection.execute(select(Completion.id, Completion.text, Completion.model_version_id)
+                                           .where(id_in(Completion.id, chunk, self.dialect)))
             for cid, text, version in rows:
                 self.completion_text[cid] = text
                 self.completion_version[cid] = version

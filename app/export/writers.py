@@ -6,8 +6,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import orjson
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from app.export.schemas import ExportFormat, ExportOptions, PairMode, PairStyle, TiePolicy
 
@@ -15,14 +13,16 @@ from app.export.schemas import ExportFormat, ExportOptions, PairMode, PairStyle,
 JSONL_CHUNK = 256 * 1024
 PARQUET_READ = 1024 * 1024
 
-_message = pa.struct([("role", pa.string()), ("content", pa.string())])
-_messages = pa.list_(_message)
-_strings = pa.list_(pa.string())
-_id = pa.int64()
 
 
-def parquet_schema(options: ExportOptions) -> pa.Schema:
+def parquet_schema(options: ExportOptions) -> "pa.Schema":  # noqa: F821
     """The columns of each format, in the order of the JSONL keys."""
+    # pyarrow is imported on the first Parquet export: it would add ~45 MB to every web process.
+    import pyarrow as pa
+
+    _messages = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+    _strings = pa.list_(pa.string())
+    _id = pa.int64()
     if options.format == ExportFormat.pairs:
         text = _messages if options.style == PairStyle.conversational else pa.string()
         fields = [("prompt", text), ("chosen", text), ("rejected", text), ("margin", _id)]
@@ -65,24 +65,25 @@ def _count(counts: Counter, rows: list[dict[str, Any]]) -> None:
 def jsonl_bytes(batches: Iterator[list[dict[str, Any]]], counts: Counter) -> Iterator[bytes]:
     """One JSON object a line; memory holds one batch of rows and one chunk of bytes."""
     dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
-    pending: list[bytes] = []
-    size = 0
+    buffer = bytearray()
     for rows in batches:
         _count(counts, rows)
         for row in rows:
-            line = dumps(row, option=newline)
-            pending.append(line)
-            size += len(line)
-        if size >= JSONL_CHUNK:
-            yield b"".join(pending)
-            pending, size = [], 0
-    if pending:
-        yield b"".join(pending)
+            # Copied into the buffer at once: orjson's result holds a buffer several times its length.
+            buffer += dumps(row, option=newline)
+            if len(buffer) >= JSONL_CHUNK:
+                yield bytes(buffer)
+                buffer.clear()
+    if buffer:
+        yield bytes(buffer)
 
 
 def parquet_bytes(batches: Iterator[list[dict[str, Any]]], counts: Counter, options: ExportOptions) -> Iterator[bytes]:
     """A Parquet file, one row group per batch. Parquet's footer comes last, so the file is spooled
     to a temporary file first: memory holds one batch, the disk the whole file until it is sent."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     schema = parquet_schema(options)
     with tempfile.TemporaryFile(prefix="preflab-export-") as spool:
         with pq.ParquetWriter(spool, schema) as writer:
