@@ -5,8 +5,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
-from app.db import MAX_ROW_ID
-from app.deps import AdminReader, AdminUser, SessionDep, SettingsDep
+from app.db import next_cursor
+from app.deps import AdminReader, AdminUser, CursorQuery, SessionDep, SettingsDep
 from app.export import service
 from app.export.models import DatasetSnapshot
 from app.export.schemas import ExportFile, ExportOptions, SnapshotList, SnapshotRead
@@ -51,13 +51,10 @@ def create_snapshot(project_id: int, options: ExportOptions, session: SessionDep
 @api.get("/projects/{project_id}/snapshots", response_model=SnapshotList,
          summary="A project's snapshots, newest first, by cursor (admin)")
 def list_snapshots(project_id: int, session: SessionDep, admin: AdminReader,
-                   cursor: Annotated[int | None, Query(ge=0, le=MAX_ROW_ID,
-                                                       description="next_cursor of the previous page")] = None,
-                   limit: Annotated[int, Query(ge=1, le=500)] = 50) -> SnapshotList:
+                   cursor: CursorQuery = None, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> SnapshotList:
     project = get_project(session=session, project_id=project_id, user=admin)
     items = service.list_snapshots(session=session, project=project, before_id=cursor, limit=limit)
-    return SnapshotList(items=[SnapshotRead.model_validate(s) for s in items],
-                        next_cursor=items[-1].id if len(items) == limit else None)
+    return SnapshotList(items=[SnapshotRead.model_validate(s) for s in items], next_cursor=next_cursor(items, limit))
 
 
 def _snapshot(session: SessionDep, snapshot_id: int, admin) -> DatasetSnapshot:
