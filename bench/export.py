@@ -8,32 +8,25 @@ server's resident memory every 0.1 s. Prints one JSON line: pairs, seconds, pair
 import argparse
 import io
 import json
-import os
 import random
-import socket
-import subprocess
-import sys
 import threading
 import time
-import uuid
 from datetime import UTC, datetime
 from itertools import combinations
 
 import httpx
 import psutil
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+import throwaway
+from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
 import app.models_registry  # noqa: F401
-from app import migrate
 from app.models.models import ModelRole, ModelVersion
 from app.projects.schemas import ProjectCreate
 from app.projects.service import create_project
 from app.users.models import Role, Scope
 from app.users.service import create_token, create_user
 
-SERVER = os.environ.get("PREFLAB_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 K, LABELERS = 4, 3
 WORDS = ("the model answers with a careful and complete explanation of each step while keeping "
          "the tone friendly and the facts straight so that a reader can follow along easily").split()
@@ -144,66 +137,39 @@ def main() -> None:
     parser.add_argument("--query", default="format=pairs", help="export query string")
     args = parser.parse_args()
 
-    name = f"preflab_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(SERVER, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE {name}"))
-    url = make_url(SERVER).set(database=name).render_as_string(hide_password=False)
-    server = None
-    try:
-        migrate.upgrade(url)
+    with throwaway.database() as url:
         started = time.perf_counter()
         project_id, token, comparisons = seed(url, args.pairs)
         seed_seconds = time.perf_counter() - started
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        env = {**os.environ, "PREFLAB_DATABASE_URL": url, "PREFLAB_SECRET_KEY": "bench-" + "k" * 40,
-               "PREFLAB_DATA_DIR": f"/tmp/{name}"}
-        server = subprocess.Popen([sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory", "--host",
-                                   "127.0.0.1", "--port", str(port), "--log-level", "warning"], env=env)
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(300):
-            try:
-                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        process = psutil.Process(server.pid)
-        idle_rss = process.memory_info().rss
-        peak = [idle_rss]
-        done = threading.Event()
+        with throwaway.server(url) as (base, server):
+            process = psutil.Process(server.pid)
+            idle_rss = process.memory_info().rss
+            peak = [idle_rss]
+            done = threading.Event()
 
-        def sample() -> None:
-            while not done.wait(0.1):
-                peak[0] = max(peak[0], process.memory_info().rss)
+            def sample() -> None:
+                while not done.wait(0.1):
+                    peak[0] = max(peak[0], process.memory_info().rss)
 
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        lines = size = 0
-        started = time.perf_counter()
-        with httpx.stream("GET", f"{base}/api/v1/projects/{project_id}/export?{args.query}",
-                          headers={"Authorization": f"Bearer {token}"}, timeout=None) as response:
-            response.raise_for_status()
-            for data in response.iter_raw(1 << 20):
-                lines += data.count(b"\n")
-                size += len(data)
-        seconds = time.perf_counter() - started
-        done.set()
-        sampler.join()
-        print(json.dumps({
-            "bench": "export", "database": "postgresql", "query": args.query, "comparisons": comparisons,
-            "pairs": lines, "seconds": round(seconds, 2), "pairs_per_s": round(lines / seconds),
-            "peak_rss_mb": round(peak[0] / 2**20, 1), "idle_rss_mb": round(idle_rss / 2**20, 1),
-            "bytes": size, "seed_seconds": round(seed_seconds, 1),
-        }))
-    finally:
-        if server is not None:
-            server.terminate()
-            server.wait(timeout=30)
-        with admin.connect() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        admin.dispose()
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
+            lines = size = 0
+            started = time.perf_counter()
+            with httpx.stream("GET", f"{base}/api/v1/projects/{project_id}/export?{args.query}",
+                              headers={"Authorization": f"Bearer {token}"}, timeout=None) as response:
+                response.raise_for_status()
+                for data in response.iter_raw(1 << 20):
+                    lines += data.count(b"\n")
+                    size += len(data)
+            seconds = time.perf_counter() - started
+            done.set()
+            sampler.join()
+    print(json.dumps({
+        "bench": "export", "database": "postgresql", "query": args.query, "comparisons": comparisons,
+        "pairs": lines, "seconds": round(seconds, 2), "pairs_per_s": round(lines / seconds),
+        "peak_rss_mb": round(peak[0] / 2**20, 1), "idle_rss_mb": round(idle_rss / 2**20, 1),
+        "bytes": size, "seed_seconds": round(seed_seconds, 1),
+    }))
 
 
 if __name__ == "__main__":

@@ -70,11 +70,8 @@ def consensus_pair_rows(session: Session, project: Project, options: ExportOptio
 
     version = options.model_version_id
     for batch, excluded in tasks.stream(session, project, options, lookups):
-        for_agreement = tasks.agreed({t.task_id for t in batch})
         rows = []
         for task in batch:
-            if (for_agreement is not None and task.task_id not in for_agreement) or not _wanted(lookups, task.prompt_id):
-                continue
             agreed = task.consensus()
             for chosen, rejected, margin, tie in expand_pairs(agreed.ranks):
                 if (tie and options.ties == TiePolicy.drop) or chosen in excluded or rejected in excluded:
@@ -197,11 +194,8 @@ def _sft_row(lookups: Lookups, prompt_id: int, answer: str, **fields: Any) -> di
 def _best_rows(session: Session, project: Project, options: ExportOptions, lookups: Lookups,
                tasks: TaskJudgments) -> Rows:
     for batch, excluded in tasks.stream(session, project, options, lookups):
-        for_agreement = tasks.agreed({t.task_id for t in batch})
         rows = []
         for task in batch:
-            if (for_agreement is not None and task.task_id not in for_agreement) or not _wanted(lookups, task.prompt_id):
-                continue
             if 2 * sum(j.none_acceptable for j in task.judgments) > len(task.judgments):
                 continue
             ranks = task.consensus().ranks

@@ -87,7 +87,7 @@ class TaskJudgments:
     def stream(self, session: Session, project: Project, options: ExportOptions,
                lookups: Lookups) -> Iterator[tuple[list[TaskRankings], set[int]]]:
         """Tasks in id order with the rankings of the exported judgments, and the batch's flagged completions;
-        the lookups are loaded for each batch."""
+        only tasks that reach min_agreement and fall in the wanted split. The lookups are loaded for each batch."""
         query = self._source().where(*judgment_filters(project, options)).order_by(Judgment.task_id, Judgment.id)
         if options.model_version_id is not None:
             query = query.where(sampled_only_from_version(options))
@@ -98,7 +98,10 @@ class TaskJudgments:
                     select(TaskCompletion.task_id, TaskCompletion.completion_id)
                     .where(TaskCompletion.task_id.in_(task_ids)).order_by(TaskCompletion.task_id, TaskCompletion.position)):
                 order[task_id].append(completion_id)
-            batch = [TaskRankings(g[0][0], g[0][1], order[g[0][0]], _rankings(g)) for g in groups]
-            lookups.load({t.prompt_id for t in batch}, {cid for t in batch for cid in t.completion_ids})
+            lookups.load({g[0][1] for g in groups}, {cid for ids in order.values() for cid in ids})
+            agreed = self.agreed(set(task_ids))
+            batch = [TaskRankings(g[0][0], g[0][1], order[g[0][0]], _rankings(g)) for g in groups
+                     if (agreed is None or g[0][0] in agreed)
+                     and (options.split is None or lookups.split[g[0][1]] == options.split)]
             flagged = flagged_in_tasks(session, project, options, task_ids) if options.exclude_flags else set()
             yield batch, flagged
