@@ -1,5 +1,6 @@
 """Datasets over /api/v1: streamed exports and frozen snapshots (admins only)."""
 
+from itertools import chain
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -34,7 +35,10 @@ def export(project_id: int, options: Annotated[ExportOptions, Query()], session:
     service.check_options(session=session, project=project, options=options)
     chunks = service.export_chunks(session=session, project=project, options=options,
                                    secret=settings.resolve_secret_key())
-    return _download(chunks, service.MEDIA_TYPES[options.file], service.file_name(project, options))
+    # The first piece is made before the status line is sent, so a failing query is an error
+    # response rather than a cut-off download.
+    first = next(chunks, b"")
+    return _download(chain([first], chunks), service.MEDIA_TYPES[options.file], service.file_name(project, options))
 
 
 @api.post("/projects/{project_id}/snapshots", response_model=SnapshotRead, status_code=201,
