@@ -18,11 +18,6 @@ from app.projects.models import Project
 Rows = Iterator[list[dict[str, Any]]]
 
 
-def _wanted(lookups: Lookups, prompt_id: int) -> bool:
-    only = lookups.options.split
-    return only is None or lookups.split[prompt_id] == only
-
-
 def pair_rows(session: Session, project: Project, options: ExportOptions, lookups: Lookups,
               tasks: TaskJudgments) -> Rows:
     """TRL's prompt/chosen/rejected, one row per comparison of each judgment."""
@@ -72,8 +67,8 @@ def consensus_pair_rows(session: Session, project: Project, options: ExportOptio
     for batch, excluded in tasks.stream(session, project, options, lookups):
         rows = []
         for task in batch:
-            agreed = task.consensus()
-            for chosen, rejected, margin, tie in expand_pairs(agreed.ranks):
+            consensus = task.consensus()
+            for chosen, rejected, margin, tie in expand_pairs(consensus.ranks):
                 if (tie and options.ties == TiePolicy.drop) or chosen in excluded or rejected in excluded:
                     continue
                 if version is not None and not (lookups.completion_version[chosen] == version
@@ -81,11 +76,11 @@ def consensus_pair_rows(session: Session, project: Project, options: ExportOptio
                     continue
                 row = {"prompt": lookups.prompt_out[task.prompt_id], "chosen": lookups.completion_out[chosen],
                        "rejected": lookups.completion_out[rejected], "margin": margin,
-                       "score_margin": round(agreed.scores[chosen] - agreed.scores[rejected], 6),
+                       "score_margin": round(consensus.scores[chosen] - consensus.scores[rejected], 6),
                        "prompt_id": task.prompt_id, "task_id": task.task_id,
                        "judgment_ids": [j.judgment_id for j in task.judgments],
                        "labelers": [lookups.labeler(j.user_id) for j in task.judgments],
-                       "consensus_strength": round(agreed.strength, 6),
+                       "consensus_strength": round(consensus.strength, 6),
                        "chosen_model_version_id": lookups.completion_version[chosen],
                        "rejected_model_version_id": lookups.completion_version[rejected],
                        "split": lookups.split[task.prompt_id]}
@@ -118,12 +113,12 @@ def ranking_rows(session: Session, project: Project, options: ExportOptions, loo
         stmt = stmt.where(sampled_only_from_version(options))
     for groups in grouped(stream(session, stmt), key=lambda r: r[0]):
         lookups.load({g[0][8] for g in groups}, {r[9] for g in groups for r in g})
-        agreed = tasks.agreed({g[0][1] for g in groups})
+        keep = tasks.keeper(lookups, {g[0][1] for g in groups})
         rows = []
         for group in groups:
             (judgment_id, task_id, user_id, created_at, none_acceptable, rationale, prompt_flags, demonstration,
              prompt_id) = group[0][:9]
-            if (agreed is not None and task_id not in agreed) or not _wanted(lookups, prompt_id):
+            if not keep(task_id, prompt_id):
                 continue
             rows.append({
                 "judgment_id": judgment_id, "task_id": task_id, "prompt_id": prompt_id,
@@ -148,10 +143,10 @@ def rating_rows(session: Session, project: Project, options: ExportOptions, look
         stmt = stmt.where(CompletionRating.completion_id.in_(version_completions(options)))
     for batch in stream(session, stmt):
         lookups.load({r[5] for r in batch}, {r[6] for r in batch})
-        agreed = tasks.agreed({r[2] for r in batch})
+        keep = tasks.keeper(lookups, {r[2] for r in batch})
         rows = []
         for rating_id, judgment_id, task_id, user_id, created_at, prompt_id, cid, rank, likert, flags, note in batch:
-            if (agreed is not None and task_id not in agreed) or not _wanted(lookups, prompt_id):
+            if not keep(task_id, prompt_id):
                 continue
             rows.append({
                 "rating_id": rating_id, "judgment_id": judgment_id, "task_id": task_id, "prompt_id": prompt_id,
@@ -176,12 +171,12 @@ def sft_rows(session: Session, project: Project, options: ExportOptions, lookups
         stmt = stmt.where(sampled_only_from_version(options))
     for batch in stream(session, stmt):
         lookups.load({r[4] for r in batch})
-        agreed = tasks.agreed({r[1] for r in batch})
+        keep = tasks.keeper(lookups, {r[1] for r in batch})
         yield [_sft_row(lookups, prompt_id, demonstration, source="demonstration", task_id=task_id,
                         judgment_id=judgment_id, labeler=lookups.labeler(user_id), completion_id=None,
                         model_version_id=None, created_at=iso(created_at))
                for judgment_id, task_id, user_id, created_at, prompt_id, demonstration in batch
-               if (agreed is None or task_id in agreed) and _wanted(lookups, prompt_id)]
+               if keep(task_id, prompt_id)]
     if options.include_best:
         yield from _best_rows(session, project, options, lookups, tasks)
 

@@ -1,6 +1,6 @@
 """Tasks with their judgments' rankings: agreement filters, consensus pairs and consensus-best answers."""
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,6 +84,13 @@ class TaskJudgments:
         # A task with one judgment has no agreement to measure, so it cannot reach a minimum.
         return {t for t in task_ids if (a := self._agreement.get(t)) is not None and a >= minimum - 1e-9}
 
+    def keeper(self, lookups: Lookups, task_ids: set[int]) -> Callable[[int, int], bool]:
+        """Whether a row of (task, prompt) is exported: its task reaches min_agreement and its prompt
+        falls in the wanted split (the lookups must hold the batch's prompts)."""
+        agreed, only, split = self.agreed(task_ids), self.options.split, lookups.split
+        return lambda task_id, prompt_id: ((agreed is None or task_id in agreed)
+                                           and (only is None or split[prompt_id] == only))
+
     def stream(self, session: Session, project: Project, options: ExportOptions,
                lookups: Lookups) -> Iterator[tuple[list[TaskRankings], set[int]]]:
         """Tasks in id order with the rankings of the exported judgments, and the batch's flagged completions;
@@ -99,9 +106,7 @@ class TaskJudgments:
                     .where(TaskCompletion.task_id.in_(task_ids)).order_by(TaskCompletion.task_id, TaskCompletion.position)):
                 order[task_id].append(completion_id)
             lookups.load({g[0][1] for g in groups}, {cid for ids in order.values() for cid in ids})
-            agreed = self.agreed(set(task_ids))
-            batch = [TaskRankings(g[0][0], g[0][1], order[g[0][0]], _rankings(g)) for g in groups
-                     if (agreed is None or g[0][0] in agreed)
-                     and (options.split is None or lookups.split[g[0][1]] == options.split)]
+            keep = self.keeper(lookups, set(task_ids))
+            batch = [TaskRankings(g[0][0], g[0][1], order[g[0][0]], _rankings(g)) for g in groups if keep(g[0][0], g[0][1])]
             flagged = flagged_in_tasks(session, project, options, task_ids) if options.exclude_flags else set()
             yield batch, flagged
