@@ -6,9 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from app.labeling import judgments
-from app.labeling.models import Assignment, Judgment, Task, TaskCompletion
-from app.labeling.schemas import JudgmentCreate
+from app.labeling.judgments import expand_pairs
+from app.labeling.models import (
+    Assignment, AssignmentState, Comparison, CompletionRating, Judgment, Task, TaskCompletion,
+)
 from app.models.models import ModelRole, ModelVersion
 from app.prompts.models import Completion, Prompt
 from app.users.models import Role, Scope, User
@@ -48,26 +49,30 @@ class Planted:
         return next(c.text for row in self.completions for c in row if c.id == completion_id)
 
 
-def _judge(db: Session, task: Task, user: User, completion_ids: list[int], ranks: list[int], extras: dict,
+def judge(db: Session, task: Task, user: User, completion_ids: list[int], ranks: list[int], extras: dict,
            n: int) -> Judgment:
+    """A submitted judgment with its ratings and K-choose-2 pairs, written as the labeling service stores them."""
     assignment = Assignment(task_id=task.id, user_id=user.id, display_order=completion_ids,
-                            lease_expires_at=datetime.now(UTC) + timedelta(hours=1))
+                            state=AssignmentState.submitted, lease_expires_at=datetime.now(UTC) + timedelta(hours=1))
     db.add(assignment)
+    db.flush()
+    judgment = Judgment(task_id=task.id, user_id=user.id, assignment_id=assignment.id, idempotency_key=f"plant-{n}",
+                        request_hash="x", rationale=f"because {n}", none_acceptable=extras.get("none_acceptable", False),
+                        prompt_flags=[], demonstration=extras.get("demonstration"),
+                        excluded=extras.get("excluded", False), excluded_reason="careless" if extras.get("excluded") else None,
+                        created_at=extras.get("created_at", datetime.now(UTC)))
+    db.add(judgment)
     db.flush()
     likert = extras.get("likert", [None] * len(ranks))
     flags = extras.get("flags", {})
-    body = JudgmentCreate(
-        ranks={str(cid): r for cid, r in zip(completion_ids, ranks)},
-        ratings={str(cid): {"likert": likert[i], "flags": flags.get(i, []), "note": f"note {n}.{i}"}
-                 for i, cid in enumerate(completion_ids)},
-        rationale=f"because {n}", none_acceptable=extras.get("none_acceptable", False),
-        demonstration=extras.get("demonstration"))
-    judgment, _ = judgments.submit_judgment(session=db, assignment=assignment, user=user, body=body,
-                                            idempotency_key=f"plant-{n}")
-    if extras.get("excluded"):
-        judgment.excluded, judgment.excluded_reason = True, "careless"
-    if "created_at" in extras:
-        judgment.created_at = extras["created_at"]
+    db.add_all(CompletionRating(judgment_id=judgment.id, completion_id=cid, rank=rank, likert=likert[i],
+                                flags=flags.get(i, []), note=f"note {n}.{i}")
+               for i, (cid, rank) in enumerate(zip(completion_ids, ranks)))
+    db.add_all(Comparison(judgment_id=judgment.id, task_id=task.id, chosen_id=chosen, rejected_id=rejected,
+                          margin=margin, is_tie=tie)
+               for chosen, rejected, margin, tie in expand_pairs(dict(zip(completion_ids, ranks))))
+    task.labels_done += 1
+    db.flush()
     return judgment
 
 
@@ -89,7 +94,7 @@ def plant(db: Session) -> Planted:
                         messages=content.get("messages"), content_hash=f"hash-{t}", source_user=user, meta={})
         db.add(prompt)
         db.flush()
-        task = Task(project_id=project.id, prompt_id=prompt.id, labels_needed=3)
+        task = Task(project_id=project.id, prompt_id=prompt.id, labels_needed=3, labels_done=0)
         db.add(task)
         db.flush()
         row = []
@@ -103,7 +108,7 @@ def plant(db: Session) -> Planted:
             row.append(completion)
         db.flush()
         for labeler, ranks, extras in plan:
-            planted.judgments.append(_judge(db, task, labelers[labeler], [c.id for c in row], ranks, extras, n))
+            planted.judgments.append(judge(db, task, labelers[labeler], [c.id for c in row], ranks, extras, n))
             n += 1
         planted.prompts.append(prompt)
         planted.tasks.append(task)

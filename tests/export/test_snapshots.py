@@ -2,7 +2,6 @@
 
 import hashlib
 import io
-from datetime import UTC, datetime, timedelta
 
 import orjson
 import pyarrow.parquet as pq
@@ -12,26 +11,17 @@ from app.config import Settings
 from app.export import service
 from app.export.models import DatasetSnapshot, DatasetSnapshotChunk
 from app.export.schemas import ExportOptions
-from app.labeling import judgments
-from app.labeling.models import Assignment, Judgment
-from app.labeling.schemas import JudgmentCreate
+from app.labeling.models import Judgment
 from app.users.models import Role
 from tests.conftest import TEST_SECRET
-from tests.export.planted import plant
+from tests.export.planted import judge, plant
 from tests.factories import make_user
 
 
 def _add_judgment(db, planted) -> None:
-    """A new labeler judges the first task, so a fresh export differs from the snapshot."""
+    """A new labeler judges a task, so a fresh export differs from the snapshot."""
     user = make_user(db, Role.labeler)
-    ids = [c.id for c in planted.completions[4]]
-    assignment = Assignment(task_id=planted.tasks[4].id, user_id=user.id, display_order=ids,
-                            lease_expires_at=datetime.now(UTC) + timedelta(hours=1))
-    db.add(assignment)
-    db.flush()
-    judgments.submit_judgment(session=db, assignment=assignment, user=user,
-                              body=JudgmentCreate(ranks={str(c): i + 1 for i, c in enumerate(ids)}),
-                              idempotency_key="late")
+    judge(db, planted.tasks[4], user, [c.id for c in planted.completions[4]], [1, 2, 3], {}, 99)
     db.commit()
 
 
