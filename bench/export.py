@@ -9,6 +9,7 @@ import argparse
 import io
 import json
 import random
+import tempfile
 import threading
 import time
 from datetime import UTC, datetime
@@ -16,6 +17,7 @@ from itertools import combinations
 
 import httpx
 import psutil
+import pyarrow.parquet as pq
 import throwaway
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
@@ -131,44 +133,59 @@ def seed(url: str, pairs: int) -> tuple[int, str, int]:
     return project_id, token, written
 
 
+def measure(url: str, project_id: int, token: str, query: str) -> dict:
+    """One export through a freshly started server: rows, time, bytes and the server's peak RSS."""
+    with throwaway.server(url) as (base, server), tempfile.TemporaryFile() as sink:
+        process = psutil.Process(server.pid)
+        idle_rss = process.memory_info().rss
+        peak = [idle_rss]
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.wait(0.1):
+                peak[0] = max(peak[0], process.memory_info().rss)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        lines = size = 0
+        parquet = "file=parquet" in query
+        started = time.perf_counter()
+        with httpx.stream("GET", f"{base}/api/v1/projects/{project_id}/export?{query}",
+                          headers={"Authorization": f"Bearer {token}"}, timeout=None) as response:
+            response.raise_for_status()
+            for data in response.iter_raw(1 << 20):
+                lines += data.count(b"\n")
+                size += len(data)
+                if parquet:
+                    sink.write(data)
+        seconds = time.perf_counter() - started
+        done.set()
+        sampler.join()
+        if parquet:
+            sink.seek(0)
+            lines = pq.ParquetFile(sink).metadata.num_rows
+    return {"query": query, "rows": lines, "seconds": round(seconds, 2), "rows_per_s": round(lines / seconds),
+            "peak_rss_mb": round(peak[0] / 2**20, 1), "idle_rss_mb": round(idle_rss / 2**20, 1), "bytes": size}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--pairs", type=int, default=1_000_000)
-    parser.add_argument("--query", default="format=pairs", help="export query string")
+    parser.add_argument("--query", action="append", help="export query string (repeatable; default format=pairs); "
+                                                         "the first one gives the headline figures")
     args = parser.parse_args()
 
     with throwaway.database() as url:
         started = time.perf_counter()
         project_id, token, comparisons = seed(url, args.pairs)
         seed_seconds = time.perf_counter() - started
-        with throwaway.server(url) as (base, server):
-            process = psutil.Process(server.pid)
-            idle_rss = process.memory_info().rss
-            peak = [idle_rss]
-            done = threading.Event()
-
-            def sample() -> None:
-                while not done.wait(0.1):
-                    peak[0] = max(peak[0], process.memory_info().rss)
-
-            sampler = threading.Thread(target=sample, daemon=True)
-            sampler.start()
-            lines = size = 0
-            started = time.perf_counter()
-            with httpx.stream("GET", f"{base}/api/v1/projects/{project_id}/export?{args.query}",
-                              headers={"Authorization": f"Bearer {token}"}, timeout=None) as response:
-                response.raise_for_status()
-                for data in response.iter_raw(1 << 20):
-                    lines += data.count(b"\n")
-                    size += len(data)
-            seconds = time.perf_counter() - started
-            done.set()
-            sampler.join()
+        runs = [measure(url, project_id, token, query) for query in args.query or ["format=pairs"]]
+    first = runs[0]
     print(json.dumps({
-        "bench": "export", "database": "postgresql", "query": args.query, "comparisons": comparisons,
-        "pairs": lines, "seconds": round(seconds, 2), "pairs_per_s": round(lines / seconds),
-        "peak_rss_mb": round(peak[0] / 2**20, 1), "idle_rss_mb": round(idle_rss / 2**20, 1),
-        "bytes": size, "seed_seconds": round(seed_seconds, 1),
+        "bench": "export", "database": "postgresql", "comparisons": comparisons, "query": first["query"],
+        "pairs": first["rows"], "seconds": first["seconds"], "pairs_per_s": first["rows_per_s"],
+        "peak_rss_mb": first["peak_rss_mb"], "bytes": first["bytes"], "seed_seconds": round(seed_seconds, 1),
+        "runs": runs,
     }))
 
 

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from app.export.lookups import labeler_pseudonym
 from app.export.models import DatasetSnapshot
+from app.export.schemas import ExportOptions
 from tests.conftest import TEST_SECRET
 from tests.export.planted import OLD, PLAN, plant
 
@@ -230,3 +231,13 @@ def test_labeler_cannot_export_or_snapshot(client, db, planted):
     db.expire_all()
     assert db.scalar(select(func.count()).select_from(DatasetSnapshot)) == 0
     assert client.get(f"/api/v1/projects/{project}/export", headers={}).status_code == 401
+
+
+def test_openapi_documents_every_export_option(client):
+    spec = client.get("/openapi.json").json()
+    operation = spec["paths"]["/api/v1/projects/{project_id}/export"]["get"]
+    documented = {p["name"] for p in operation["parameters"]}
+    assert documented == {"project_id", *ExportOptions.model_fields}
+    assert set(operation["responses"]["200"]["content"]) == {"application/x-ndjson", "application/vnd.apache.parquet"}
+    snapshot = spec["paths"]["/api/v1/projects/{project_id}/snapshots"]["post"]
+    assert snapshot["responses"]["201"]["content"]["application/json"]["schema"]["$ref"].endswith("SnapshotRead")
