@@ -3,56 +3,58 @@
 import tempfile
 from collections import Counter
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from app.export.schemas import ExportFormat, ExportOptions, PairMode, PairStyle, TiePolicy
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 # Bytes handed to the server at a time: large enough that the per-chunk cost (a thread hop) is small.
 JSONL_CHUNK = 256 * 1024
 PARQUET_READ = 1024 * 1024
 
 
-
-def parquet_schema(options: ExportOptions) -> "pa.Schema":  # noqa: F821
+def parquet_schema(options: ExportOptions) -> "pa.Schema":
     """The columns of each format, in the order of the JSONL keys."""
     # pyarrow is imported on the first Parquet export: it would add ~45 MB to every web process.
     import pyarrow as pa
 
-    _messages = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
-    _strings = pa.list_(pa.string())
-    _id = pa.int64()
+    messages = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+    strings = pa.list_(pa.string())
+    id_ = pa.int64()
     if options.format == ExportFormat.pairs:
-        text = _messages if options.style == PairStyle.conversational else pa.string()
-        fields = [("prompt", text), ("chosen", text), ("rejected", text), ("margin", _id)]
+        text = messages if options.style == PairStyle.conversational else pa.string()
+        fields = [("prompt", text), ("chosen", text), ("rejected", text), ("margin", id_)]
         if options.mode == PairMode.consensus:
-            fields += [("score_margin", pa.float64()), ("prompt_id", _id), ("task_id", _id),
-                       ("judgment_ids", pa.list_(_id)), ("labelers", _strings), ("consensus_strength", pa.float64())]
+            fields += [("score_margin", pa.float64()), ("prompt_id", id_), ("task_id", id_),
+                       ("judgment_ids", pa.list_(id_)), ("labelers", strings), ("consensus_strength", pa.float64())]
         else:
-            fields += [("prompt_id", _id), ("task_id", _id), ("judgment_id", _id), ("comparison_id", _id),
+            fields += [("prompt_id", id_), ("task_id", id_), ("judgment_id", id_), ("comparison_id", id_),
                        ("labeler", pa.string())]
-        fields += [("chosen_model_version_id", _id), ("rejected_model_version_id", _id), ("split", pa.string())]
+        fields += [("chosen_model_version_id", id_), ("rejected_model_version_id", id_), ("split", pa.string())]
         if options.ties == TiePolicy.keep:
             fields.append(("tie", pa.bool_()))
         return pa.schema(fields)
     if options.format == ExportFormat.rankings:
-        completion = pa.struct([("completion_id", _id), ("text", pa.string()), ("rank", _id), ("likert", _id),
-                                ("flags", _strings), ("note", pa.string()), ("model_version_id", _id)])
+        completion = pa.struct([("completion_id", id_), ("text", pa.string()), ("rank", id_), ("likert", id_),
+                                ("flags", strings), ("note", pa.string()), ("model_version_id", id_)])
         return pa.schema([
-            ("judgment_id", _id), ("task_id", _id), ("prompt_id", _id), ("labeler", pa.string()),
-            ("split", pa.string()), ("prompt", pa.string()), ("prompt_messages", _messages),
+            ("judgment_id", id_), ("task_id", id_), ("prompt_id", id_), ("labeler", pa.string()),
+            ("split", pa.string()), ("prompt", pa.string()), ("prompt_messages", messages),
             ("completions", pa.list_(completion)), ("none_acceptable", pa.bool_()), ("rationale", pa.string()),
-            ("prompt_flags", _strings), ("demonstration", pa.string()), ("created_at", pa.string())])
+            ("prompt_flags", strings), ("demonstration", pa.string()), ("created_at", pa.string())])
     if options.format == ExportFormat.ratings:
         return pa.schema([
-            ("rating_id", _id), ("judgment_id", _id), ("task_id", _id), ("prompt_id", _id), ("completion_id", _id),
-            ("model_version_id", _id), ("labeler", pa.string()), ("split", pa.string()), ("prompt", pa.string()),
-            ("completion", pa.string()), ("rank", _id), ("likert", _id), ("flags", _strings), ("note", pa.string()),
+            ("rating_id", id_), ("judgment_id", id_), ("task_id", id_), ("prompt_id", id_), ("completion_id", id_),
+            ("model_version_id", id_), ("labeler", pa.string()), ("split", pa.string()), ("prompt", pa.string()),
+            ("completion", pa.string()), ("rank", id_), ("likert", id_), ("flags", strings), ("note", pa.string()),
             ("created_at", pa.string())])
     return pa.schema([
-        ("messages", _messages), ("prompt_id", _id), ("source", pa.string()), ("task_id", _id),
-        ("judgment_id", _id), ("labeler", pa.string()), ("completion_id", _id), ("model_version_id", _id),
+        ("messages", messages), ("prompt_id", id_), ("source", pa.string()), ("task_id", id_),
+        ("judgment_id", id_), ("labeler", pa.string()), ("completion_id", id_), ("model_version_id", id_),
         ("created_at", pa.string()), ("split", pa.string())])
 
 
