@@ -86,3 +86,20 @@ def test_bad_snapshot_request_writes_nothing(client, db):
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "snapshot_not_found"
     db.expire_all()
     assert db.scalar(select(func.count()).select_from(DatasetSnapshot)) == 0
+
+
+def test_export_streams_batch_by_batch(db, monkeypatch):
+    """The first bytes leave before later rows are read: rows come through a cursor, a batch at a time."""
+    from app.export import lookups, queries, writers
+
+    planted = plant(db)
+    monkeypatch.setattr(queries, "BATCH", 4)
+    monkeypatch.setattr(writers, "JSONL_CHUNK", 1)
+    loads = []
+    real_load = lookups.Lookups.load
+    monkeypatch.setattr(lookups.Lookups, "load", lambda self, *args: loads.append(1) or real_load(self, *args))
+    chunks = service.export_chunks(session=db, project=planted.project, options=ExportOptions(), secret=TEST_SECRET)
+    first = next(chunks)
+    assert orjson.loads(first.splitlines()[0])["prompt"] == "Name a prime." and len(loads) == 1
+    rest = list(chunks)
+    assert len(loads) == 6 and len(rest) == 22  # 23 pairs read 4 at a time, one line per chunk
