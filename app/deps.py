@@ -6,17 +6,19 @@ import secrets
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from starlette.datastructures import FormData
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.db import get_session
+from app.db import MAX_ROW_ID, get_session
 from app.errors import Forbidden, Unauthorized
 from app.users.models import Scope, User
 from app.users.service import scope_allows, token_principal
 
 SessionDep = Annotated[Session, Depends(get_session)]
+# Keyset paging: every list answers {"items": [...], "next_cursor": id or null}; pass next_cursor back.
+CursorQuery = Annotated[int | None, Query(ge=0, le=MAX_ROW_ID, description="next_cursor of the previous page")]
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 CSRF_HEADER = "x-csrf-token"
 CSRF_FIELD = "csrf_token"

@@ -12,6 +12,7 @@ from app.deps import SessionDep, csrf_protect
 from app.errors import install_error_handlers
 from app.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
 from app.pages import ROOT, make_templates
+from app.export.routes import api as export_api
 from app.jobs.routes import api as jobs_api
 from app.labeling.routes import api as tasks_api
 from app.labeling.routes import labeling_api
@@ -56,7 +57,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
 
-    for router in (users_api, projects_api, prompts_api, tasks_api, labeling_api, jobs_api, models_api, review_api):
+    for router in (users_api, projects_api, prompts_api, tasks_api, labeling_api, jobs_api, models_api, review_api,
+                   export_api):
         app.include_router(router, prefix=API_PREFIX)
     for router in (users_pages, projects_pages, prompts_pages, labeling_pages, review_pages):
         app.include_router(router)

@@ -1,6 +1,6 @@
 """Imports every domain's ORM models so Base.metadata holds the whole schema."""
 
-from app.export.models import DatasetSnapshot
+from app.export.models import DatasetSnapshot, DatasetSnapshotChunk
 from app.jobs.models import Job, JobMetric
 from app.labeling.models import Assignment, Comparison, CompletionRating, Judgment, Task, TaskCompletion
 from app.models.models import ModelVersion
@@ -10,7 +10,7 @@ from app.review.models import LabelerExclusion
 from app.users.models import ApiToken, User
 
 __all__ = [
-    "ApiToken", "Assignment", "Comparison", "Completion", "CompletionRating", "DatasetSnapshot",
+    "ApiToken", "Assignment", "Comparison", "Completion", "CompletionRating", "DatasetSnapshot", "DatasetSnapshotChunk",
     "Job", "JobMetric", "Judgment", "LabelerExclusion", "ModelVersion", "Project", "ProjectMember", "Prompt", "Task",
     "TaskCompletion", "User",
 ]

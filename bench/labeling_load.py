@@ -11,20 +11,15 @@ import asyncio
 import json
 import os
 import random
-import socket
 import statistics
-import subprocess
-import sys
 import time
 import uuid
 
-import httpx  # readiness check only
-from sqlalchemy import create_engine, func, insert, select, text
-from sqlalchemy.engine import make_url
+import throwaway
+from sqlalchemy import create_engine, func, insert, select
 from sqlalchemy.orm import Session
 
 import app.models_registry  # noqa: F401
-from app import migrate
 from app.labeling.models import Judgment, Task, TaskCompletion
 from app.models.models import ModelRole, ModelVersion
 from app.projects.schemas import ProjectCreate
@@ -33,7 +28,6 @@ from app.prompts.models import Completion, Prompt
 from app.users.models import Role, Scope
 from app.users.service import create_token, create_user
 
-SERVER = os.environ.get("PREFLAB_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
 def seed(url: str, labelers: int, tasks: int, k: int, per_task: int) -> tuple[int, list[str]]:
@@ -183,34 +177,13 @@ def main() -> None:
     parser.add_argument("--web-workers", type=int, default=1)
     args = parser.parse_args()
 
-    name = f"preflab_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(SERVER, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE {name}"))
-    url = make_url(SERVER).set(database=name).render_as_string(hide_password=False)
-    server = None
-    try:
-        migrate.upgrade(url)
+    with throwaway.database() as url:
         project_id, tokens = seed(url, args.labelers, args.tasks, args.k, args.labels_per_task)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        env = {**os.environ, "PREFLAB_DATABASE_URL": url, "PREFLAB_SECRET_KEY": "bench-" + "k" * 40,
-               "PREFLAB_DATA_DIR": f"/tmp/{name}"}
-        server = subprocess.Popen([sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory", "--host",
-                                   "127.0.0.1", "--port", str(port), "--workers", str(args.web_workers),
-                                   "--log-level", "warning"], env=env)
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(300):
-            try:
-                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        cpu_before, db_before, client_before = cpu_seconds(server.pid), postgres_cpu_seconds(), time.process_time()
-        stats = asyncio.run(drive(base, project_id, tokens, args.seconds))
-        server_cpu = cpu_seconds(server.pid) - cpu_before
-        db_cpu, client_cpu = postgres_cpu_seconds() - db_before, time.process_time() - client_before
+        with throwaway.server(url, workers=args.web_workers) as (base, process):
+            cpu_before, db_before, client_before = cpu_seconds(process.pid), postgres_cpu_seconds(), time.process_time()
+            stats = asyncio.run(drive(base, project_id, tokens, args.seconds))
+            server_cpu = cpu_seconds(process.pid) - cpu_before
+            db_cpu, client_cpu = postgres_cpu_seconds() - db_before, time.process_time() - client_before
 
         engine = create_engine(url)
         with Session(engine) as db:
@@ -240,13 +213,6 @@ def main() -> None:
             "lost": lost, "duplicated": duplicated, "over_collected": over,
             "errors": len(stats["errors"]), "first_errors": stats["errors"][:3],
         }))
-    finally:
-        if server is not None:
-            server.terminate()
-            server.wait(timeout=30)
-        with admin.connect() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        admin.dispose()
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from sqlalchemy import select
 
-from app.deps import AdminReader, AdminUser, SessionDep
+from app.db import next_cursor
+from app.deps import AdminReader, AdminUser, CursorQuery, SessionDep
 from app.errors import Conflict, Invalid
 from app.jobs import service
 from app.jobs.models import Job, JobKind, JobState
@@ -52,16 +53,18 @@ def create_job(body: JobCreate, session: SessionDep, admin: AdminUser) -> JobRea
     return JobRead.model_validate(jobs[0])
 
 
-@api.get("", response_model=JobList, summary="Recent jobs, newest first (admin)")
+@api.get("", response_model=JobList, summary="Jobs, newest first, by cursor (admin)")
 def list_jobs(session: SessionDep, _admin: AdminReader, project_id: Annotated[int | None, Query()] = None,
-              state: Annotated[JobState | None, Query()] = None,
-              limit: Annotated[int, Query(ge=1, le=500)] = 50) -> JobList:
+              state: Annotated[JobState | None, Query()] = None, kind: Annotated[JobKind | None, Query()] = None,
+              cursor: CursorQuery = None, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> JobList:
     query = select(Job).order_by(Job.id.desc()).limit(limit)
-    if project_id is not None:
-        query = query.where(Job.project_id == project_id)
-    if state is not None:
-        query = query.where(Job.state == state)
-    return JobList(items=[JobRead.model_validate(j) for j in session.scalars(query)])
+    for column, value in ((Job.project_id, project_id), (Job.state, state), (Job.kind, kind)):
+        if value is not None:
+            query = query.where(column == value)
+    if cursor is not None:
+        query = query.where(Job.id < cursor)
+    jobs = list(session.scalars(query))
+    return JobList(items=[JobRead.model_validate(j) for j in jobs], next_cursor=next_cursor(jobs, limit))
 
 
 @api.get("/{job_id}", response_model=JobRead, summary="One job: state, progress, timings, error (admin)")

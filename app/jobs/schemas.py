@@ -38,3 +38,4 @@ class JobRead(BaseModel):
 
 class JobList(BaseModel):
     items: list[JobRead]
+    next_cursor: int | None = None

@@ -227,11 +227,14 @@ def get_own_judgment(*, session: Session, judgment_id: int, user: User) -> Judgm
     return judgment
 
 
-def recent_judgments(*, session: Session, project: Project, user: User, limit: int = 10) -> list[Judgment]:
-    return list(session.scalars(
-        select(Judgment).join(Task, Task.id == Judgment.task_id)
-        .where(Task.project_id == project.id, Judgment.user_id == user.id)
-        .order_by(Judgment.id.desc()).limit(limit)))
+def recent_judgments(*, session: Session, project: Project, user: User, limit: int = 10,
+                     before_id: int | None = None) -> list[Judgment]:
+    """The user's judgments in the project, newest first (older than `before_id` when given)."""
+    query = (select(Judgment).join(Task, Task.id == Judgment.task_id)
+             .where(Task.project_id == project.id, Judgment.user_id == user.id))
+    if before_id is not None:
+        query = query.where(Judgment.id < before_id)
+    return list(session.scalars(query.order_by(Judgment.id.desc()).limit(limit)))
 
 
 def judgment_detail(*, session: Session, judgment: Judgment) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """Tasks, leases and judgments over /api/v1."""
 
+from datetime import datetime
 from functools import lru_cache
 from typing import Annotated
 
@@ -7,13 +8,14 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import func, select
 
-from app.db import MAX_ROW_ID, iso
-from app.deps import AdminReader, CurrentUser, LabelingUser, SessionDep
-from app.labeling import assignments, judgments, service
+from app.db import MAX_ROW_ID, iso, next_cursor
+from app.deps import AdminReader, CurrentUser, CursorQuery, LabelingUser, SessionDep
+from app.errors import Invalid
+from app.labeling import assignments, judgments, listing, service
 from app.labeling.models import Assignment, Judgment, Task, TaskState
 from app.labeling.schemas import (
-    AssignmentRead, CompletionRead, JudgmentCreate, JudgmentDetail, JudgmentList, JudgmentRead, SkipRequest, TaskList,
-    TaskRead,
+    AssignmentRead, ComparisonList, ComparisonRead, CompletionRead, JudgmentAdminList, JudgmentAdminRead, JudgmentCreate,
+    JudgmentDetail, JudgmentList, JudgmentRead, SkipRequest, TaskList, TaskRead,
 )
 from app.pages import render, render_markdown
 from app.projects.service import get_project
@@ -26,10 +28,11 @@ pages = APIRouter(include_in_schema=False)
 @api.get("", response_model=TaskList, summary="Tasks with their completions and state (admin), by cursor")
 def list_tasks(project_id: int, session: SessionDep, admin: AdminReader,
                state: Annotated[TaskState | None, Query()] = None,
-               cursor: Annotated[int | None, Query(ge=0, le=MAX_ROW_ID)] = None,
-               limit: Annotated[int, Query(ge=1, le=500)] = 100) -> TaskList:
+               prompt_id: Annotated[int | None, Query(ge=1, le=MAX_ROW_ID)] = None,
+               cursor: CursorQuery = None, limit: Annotated[int, Query(ge=1, le=500)] = 100) -> TaskList:
     project = get_project(session=session, project_id=project_id, user=admin)
-    rows = service.list_tasks(session=session, project=project, state=state, after_id=cursor, limit=limit)
+    rows = service.list_tasks(session=session, project=project, state=state, prompt_id=prompt_id, after_id=cursor,
+                              limit=limit)
     items = [TaskRead(id=t.id, prompt_id=t.prompt_id, state=t.state, labels_needed=t.labels_needed,
                       labels_done=t.labels_done, created_at=t.created_at,
                       completions=[CompletionRead.model_validate(c) for c in completions])
@@ -73,13 +76,52 @@ def submit(assignment_id: int, body: JudgmentCreate, session: SessionDep, user: 
     return JSONResponse({**summary, "created_at": iso(summary["created_at"])}, status_code=201)
 
 
-@labeling_api.get("/judgments", response_model=JudgmentList, summary="Your latest judgments in a project")
+@labeling_api.get("/judgments", response_model=JudgmentList,
+                  summary="Your judgments in a project, newest first, by cursor")
 def my_judgments(session: SessionDep, user: CurrentUser, project_id: Annotated[int, Query()],
-                 limit: Annotated[int, Query(ge=1, le=100)] = 10) -> JudgmentList:
+                 cursor: CursorQuery = None, limit: Annotated[int, Query(ge=1, le=100)] = 10) -> JudgmentList:
     project = get_project(session=session, project_id=project_id, user=user)
+    found = judgments.recent_judgments(session=session, project=project, user=user, limit=limit, before_id=cursor)
     return JudgmentList(items=[JudgmentRead.model_validate(judgments.judgment_summary(session=session, judgment=j))
-                               for j in judgments.recent_judgments(session=session, project=project, user=user,
-                                                                   limit=limit)])
+                               for j in found], next_cursor=next_cursor(found, limit))
+
+
+@labeling_api.get("/projects/{project_id}/judgments", response_model=JudgmentAdminList,
+                  summary="Every judgment of a project with its ranks and ratings (admin), by cursor")
+def project_judgments(project_id: int, session: SessionDep, admin: AdminReader,
+                      labeler_id: Annotated[int | None, Query(ge=1, le=MAX_ROW_ID)] = None,
+                      task_id: Annotated[int | None, Query(ge=1, le=MAX_ROW_ID)] = None,
+                      excluded: bool | None = None, since: datetime | None = None, until: datetime | None = None,
+                      cursor: CursorQuery = None, limit: Annotated[int, Query(ge=1, le=500)] = 100) -> JudgmentAdminList:
+    project = get_project(session=session, project_id=project_id, user=admin)
+    found = listing.list_judgments(session=session, project=project, labeler_id=labeler_id, task_id=task_id,
+                                   excluded=excluded, since=_aware(since), until=_aware(until), after_id=cursor,
+                                   limit=limit)
+    return JudgmentAdminList(items=[JudgmentAdminRead.model_validate(j) for j in found],
+                             next_cursor=next_cursor(found, limit))
+
+
+@labeling_api.get("/projects/{project_id}/comparisons", response_model=ComparisonList,
+                  summary="The K-choose-2 pairs of a project's judgments (admin), by cursor")
+def project_comparisons(project_id: int, session: SessionDep, admin: AdminReader,
+                        judgment_id: Annotated[int | None, Query(ge=1, le=MAX_ROW_ID)] = None,
+                        task_id: Annotated[int | None, Query(ge=1, le=MAX_ROW_ID)] = None,
+                        labeler_id: Annotated[int | None, Query(ge=1, le=MAX_ROW_ID)] = None,
+                        completion_id: Annotated[int | None, Query(ge=1, le=MAX_ROW_ID)] = None,
+                        tie: bool | None = None, cursor: CursorQuery = None,
+                        limit: Annotated[int, Query(ge=1, le=1000)] = 500) -> ComparisonList:
+    project = get_project(session=session, project_id=project_id, user=admin)
+    found = listing.list_comparisons(session=session, project=project, judgment_id=judgment_id, task_id=task_id,
+                                     labeler_id=labeler_id, tie=tie, completion_id=completion_id, after_id=cursor,
+                                     limit=limit)
+    return ComparisonList(items=[ComparisonRead.model_validate(c) for c in found],
+                          next_cursor=next_cursor(found, limit))
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    if moment is not None and moment.tzinfo is None:
+        raise Invalid("give times with a time zone, e.g. 2026-11-22T00:00:00Z", code="naive_datetime")
+    return moment
 
 
 @labeling_api.get("/judgments/{judgment_id}", response_model=JudgmentDetail,

@@ -92,6 +92,51 @@ class JudgmentDetail(JudgmentRead):
 
 class JudgmentList(BaseModel):
     items: list[JudgmentRead]
+    next_cursor: int | None = None
+
+
+class JudgmentAdminRead(BaseModel):
+    """A judgment as an admin sees it: who, when, what was answered, and whether review excluded it."""
+
+    id: int
+    task_id: int
+    prompt_id: int
+    user_id: int
+    assignment_id: int
+    revision: int
+    created_at: datetime
+    updated_at: datetime
+    duration_ms: int | None
+    excluded: bool
+    excluded_reason: str | None
+    none_acceptable: bool
+    rationale: str
+    prompt_flags: list[str]
+    demonstration: str | None
+    ranks: dict[str, int]
+    ratings: dict[str, RatingIn]
+
+
+class JudgmentAdminList(BaseModel):
+    items: list[JudgmentAdminRead]
+    next_cursor: int | None
+
+
+class ComparisonRead(BaseModel):
+    id: int
+    judgment_id: int
+    task_id: int
+    user_id: int
+    chosen_id: int
+    rejected_id: int
+    margin: int
+    is_tie: bool
+    judgment_excluded: bool
+
+
+class ComparisonList(BaseModel):
+    items: list[ComparisonRead]
+    next_cursor: int | None
 
 
 class SkipRequest(BaseModel):

@@ -66,11 +66,13 @@ def ensure_ready_tasks(*, session: Session, project: Project, target: int, extra
                           batch=batch)
 
 
-def list_tasks(*, session: Session, project: Project, state: TaskState | None = None, after_id: int | None = None,
-               limit: int = 100) -> list[tuple[Task, list[Completion]]]:
+def list_tasks(*, session: Session, project: Project, state: TaskState | None = None, prompt_id: int | None = None,
+               after_id: int | None = None, limit: int = 100) -> list[tuple[Task, list[Completion]]]:
     query = select(Task).where(Task.project_id == project.id).order_by(Task.id).limit(limit)
     if state is not None:
         query = query.where(Task.state == state)
+    if prompt_id is not None:
+        query = query.where(Task.prompt_id == prompt_id)
     if after_id is not None:
         query = query.where(Task.id > after_id)
     tasks = list(session.scalars(query))

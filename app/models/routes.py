@@ -1,8 +1,11 @@
 """The model registry: /api/v1/models."""
 
-from fastapi import APIRouter
+from typing import Annotated
 
-from app.deps import AdminReader, AdminUser, SessionDep, SettingsDep
+from fastapi import APIRouter, Query
+
+from app.db import next_cursor
+from app.deps import AdminReader, AdminUser, CursorQuery, SessionDep, SettingsDep
 from app.labeling.service import ensure_ready_tasks
 from app.models import service
 from app.models.models import ModelRole
@@ -14,9 +17,11 @@ from app.projects.service import get_project
 api = APIRouter(prefix="/models", tags=["models"])
 
 
-@api.get("", response_model=ModelList, summary="Registered models (admin)")
-def list_models(session: SessionDep, _admin: AdminReader, role: ModelRole | None = None) -> ModelList:
-    return ModelList(items=[service.to_read(m) for m in service.list_models(session=session, role=role)])
+@api.get("", response_model=ModelList, summary="Registered models in id order, by cursor (admin)")
+def list_models(session: SessionDep, _admin: AdminReader, role: ModelRole | None = None, cursor: CursorQuery = None,
+                limit: Annotated[int, Query(ge=1, le=500)] = 100) -> ModelList:
+    models = service.list_models(session=session, role=role, after_id=cursor, limit=limit)
+    return ModelList(items=[service.to_read(m) for m in models], next_cursor=next_cursor(models, limit))
 
 
 @api.post("", response_model=ModelRead, status_code=201, summary="Register a policy (admin)")

@@ -48,6 +48,7 @@ class ModelRead(BaseModel):
 
 class ModelList(BaseModel):
     items: list[ModelRead]
+    next_cursor: int | None = None
 
 
 class PromoteRequest(BaseModel):

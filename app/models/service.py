@@ -65,10 +65,13 @@ def get_model(*, session: Session, model_id: int) -> ModelVersion:
     return model
 
 
-def list_models(*, session: Session, role: ModelRole | None = None) -> list[ModelVersion]:
-    query = select(ModelVersion).order_by(ModelVersion.id)
+def list_models(*, session: Session, role: ModelRole | None = None, after_id: int | None = None,
+                limit: int | None = None) -> list[ModelVersion]:
+    query = select(ModelVersion).order_by(ModelVersion.id).limit(limit)
     if role is not None:
         query = query.where(ModelVersion.role == role)
+    if after_id is not None:
+        query = query.where(ModelVersion.id > after_id)
     return list(session.scalars(query))
 
 

@@ -1,14 +1,14 @@
 """Projects: /api/v1/projects and the project pages."""
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 from starlette.datastructures import FormData
 
-from app.db import get_by_id
-from app.deps import AdminUser, CurrentUser, FormDep, SessionDep, SettingsDep
+from app.db import get_by_id, next_cursor
+from app.deps import AdminUser, CurrentUser, CursorQuery, FormDep, SessionDep, SettingsDep
 from app.errors import DomainError, Invalid, describe_validation_errors
 from app.pages import render
 from app.projects import service
@@ -38,11 +38,13 @@ def create_project(body: ProjectCreate, session: SessionDep, admin: AdminUser) -
     return project_read(session, project)
 
 
-@api.get("", response_model=ProjectList, summary="Projects you may see (admins: all)")
-def list_projects(session: SessionDep, user: CurrentUser) -> ProjectList:
-    projects = service.list_projects(session=session, user=user)
+@api.get("", response_model=ProjectList, summary="Projects you may see (admins: all), newest first, by cursor")
+def list_projects(session: SessionDep, user: CurrentUser, cursor: CursorQuery = None,
+                  limit: Annotated[int, Query(ge=1, le=500)] = 100) -> ProjectList:
+    projects = service.list_projects(session=session, user=user, before_id=cursor, limit=limit)
     counts = service.prompt_counts(session=session, project_ids=[p.id for p in projects])
-    return ProjectList(items=[service.to_read(p, counts[p.id]) for p in projects])
+    return ProjectList(items=[service.to_read(p, counts[p.id]) for p in projects],
+                       next_cursor=next_cursor(projects, limit))
 
 
 @api.get("/{project_id}", response_model=ProjectRead, summary="One project")

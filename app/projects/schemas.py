@@ -138,3 +138,4 @@ class ProjectRead(BaseModel):
 
 class ProjectList(BaseModel):
     items: list[ProjectRead]
+    next_cursor: int | None = None

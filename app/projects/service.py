@@ -115,10 +115,14 @@ def find_project(*, session: Session, ref: str) -> Project:
     return project
 
 
-def list_projects(*, session: Session, user: User) -> list[Project]:
-    query = select(Project).order_by(Project.created_at.desc(), Project.id.desc())
+def list_projects(*, session: Session, user: User, before_id: int | None = None,
+                  limit: int | None = None) -> list[Project]:
+    """The projects this user may see, newest first (older than `before_id` when given)."""
+    query = select(Project).order_by(Project.id.desc()).limit(limit)
     if not user.is_admin:
         query = query.join(ProjectMember).where(ProjectMember.user_id == user.id)
+    if before_id is not None:
+        query = query.where(Project.id < before_id)
     return list(session.scalars(query))
 
 

@@ -6,13 +6,14 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from app.db import MAX_ROW_ID
-from app.deps import AdminUser, CurrentUser, FormDep, SessionDep, SettingsDep
+from app.db import next_cursor
+from app.deps import AdminUser, CurrentUser, CursorQuery, FormDep, SessionDep, SettingsDep
 from app.errors import DomainError, Invalid
 from app.labeling.service import ensure_ready_tasks
 from app.projects.routes import project_page
 from app.projects.service import get_project
 from app.prompts import service
+from app.prompts.models import PromptKind
 from app.prompts.schemas import ImportResult, PromptList, PromptRead
 
 api = APIRouter(prefix="/projects/{project_id}/prompts", tags=["prompts"])
@@ -55,14 +56,16 @@ def _import_body(project_id: int, data: bytes, content_type: str | None, fmt: st
 
 
 @api.get("", response_model=PromptList, summary="A project's prompts, oldest first, by cursor")
-def list_prompts(project_id: int, session: SessionDep, user: CurrentUser,
-                 cursor: Annotated[int | None, Query(ge=0, le=MAX_ROW_ID,
-                                                     description="next_cursor of the previous page")] = None,
-                 limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> PromptList:
+def list_prompts(project_id: int, session: SessionDep, user: CurrentUser, cursor: CursorQuery = None,
+                 limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                 kind: PromptKind | None = None,
+                 source_user: Annotated[str | None, Query(max_length=200, description="who wrote the prompt")] = None,
+                 external_id: Annotated[str | None, Query(max_length=200, description="your id of the prompt")] = None,
+                 ) -> PromptList:
     project = get_project(session=session, project_id=project_id, user=user)
-    prompts = service.list_prompts(session=session, project=project, after_id=cursor, limit=limit)
-    next_cursor = prompts[-1].id if len(prompts) == limit else None
-    return PromptList(items=[PromptRead.model_validate(p) for p in prompts], next_cursor=next_cursor)
+    prompts = service.list_prompts(session=session, project=project, after_id=cursor, limit=limit, kind=kind,
+                                   source_user=source_user, external_id=external_id)
+    return PromptList(items=[PromptRead.model_validate(p) for p in prompts], next_cursor=next_cursor(prompts, limit))
 
 
 @pages.post("/projects/{project_id}/prompts/upload")

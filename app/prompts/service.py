@@ -357,8 +357,13 @@ def import_prompts(*, session: Session, project: Project, items: list[PromptIn],
     return ImportResult(total=len(items), imported=len(rows), duplicates=duplicates, near_duplicates=near_duplicates)
 
 
-def list_prompts(*, session: Session, project: Project, after_id: int | None = None, limit: int = 50) -> list[Prompt]:
+def list_prompts(*, session: Session, project: Project, after_id: int | None = None, limit: int = 50,
+                 kind: PromptKind | None = None, source_user: str | None = None,
+                 external_id: str | None = None) -> list[Prompt]:
     query = select(Prompt).where(Prompt.project_id == project.id).order_by(Prompt.id).limit(limit)
+    for column, value in ((Prompt.kind, kind), (Prompt.source_user, source_user), (Prompt.external_id, external_id)):
+        if value is not None:
+            query = query.where(column == value)
     if after_id is not None:
         query = query.where(Prompt.id > after_id)
     return list(session.scalars(query))

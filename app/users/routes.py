@@ -2,15 +2,18 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
-from app.deps import AdminUser, CurrentUser, OptionalPrincipal, SessionDep, log_in
+from app.db import next_cursor
+from app.deps import AdminReader, AdminUser, CurrentUser, CursorQuery, LabelingUser, OptionalPrincipal, SessionDep, log_in
 from app.errors import DomainError
 from app.pages import render
 from app.users import service
 from app.users.models import Role, Scope
-from app.users.schemas import TokenCreate, TokenCreated, TokenList, TokenRead, UserCreate, UserList, UserRead
+from app.users.schemas import (
+    PasswordChange, TokenCreate, TokenCreated, TokenList, TokenRead, UserCreate, UserList, UserRead,
+)
 
 api = APIRouter(tags=["users"])
 pages = APIRouter(include_in_schema=False)
@@ -21,9 +24,18 @@ def read_me(user: CurrentUser) -> UserRead:
     return UserRead.model_validate(user)
 
 
-@api.get("/users", response_model=UserList, summary="All accounts (admin)")
-def list_users(session: SessionDep, _admin: AdminUser) -> UserList:
-    return UserList(items=[UserRead.model_validate(u) for u in service.list_users(session=session)])
+@api.put("/me/password", status_code=204, summary="Change your password (ends your other browser sessions)")
+def change_password(body: PasswordChange, session: SessionDep, user: LabelingUser) -> Response:
+    service.change_password(session=session, user=user, current=body.current_password, new=body.new_password)
+    session.commit()
+    return Response(status_code=204)
+
+
+@api.get("/users", response_model=UserList, summary="Accounts in id order, by cursor (admin)")
+def list_users(session: SessionDep, _admin: AdminReader, role: Role | None = None, active: bool | None = None,
+               cursor: CursorQuery = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> UserList:
+    users = service.page_users(session=session, role=role, active=active, after_id=cursor, limit=limit)
+    return UserList(items=[UserRead.model_validate(u) for u in users], next_cursor=next_cursor(users, limit))
 
 
 @api.post("/users", response_model=UserRead, status_code=201, summary="Create an account (admin)")
@@ -34,9 +46,11 @@ def create_user(body: UserCreate, session: SessionDep, _admin: AdminUser) -> Use
     return UserRead.model_validate(user)
 
 
-@api.get("/tokens", response_model=TokenList, summary="Your API tokens")
-def list_tokens(session: SessionDep, user: CurrentUser) -> TokenList:
-    return TokenList(items=[TokenRead.model_validate(t) for t in service.list_tokens(session=session, user=user)])
+@api.get("/tokens", response_model=TokenList, summary="Your API tokens, newest first, by cursor")
+def list_tokens(session: SessionDep, user: CurrentUser, cursor: CursorQuery = None,
+                limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> TokenList:
+    tokens = service.list_tokens(session=session, user=user, before_id=cursor, limit=limit)
+    return TokenList(items=[TokenRead.model_validate(t) for t in tokens], next_cursor=next_cursor(tokens, limit))
 
 
 @api.post("/tokens", response_model=TokenCreated, status_code=201,

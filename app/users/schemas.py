@@ -49,7 +49,14 @@ class TokenCreated(TokenRead):
 
 class TokenList(BaseModel):
     items: list[TokenRead]
+    next_cursor: int | None = None
 
 
 class UserList(BaseModel):
     items: list[UserRead]
+    next_cursor: int | None = None
+
+
+class PasswordChange(BaseModel):
+    current_password: str = Field(max_length=1024)
+    new_password: str = Field(max_length=1024)

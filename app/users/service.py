@@ -85,6 +85,19 @@ def list_users(*, session: Session, role: Role | None = None) -> list[User]:
     return list(session.scalars(query))
 
 
+def page_users(*, session: Session, role: Role | None = None, active: bool | None = None,
+               after_id: int | None = None, limit: int = 100) -> list[User]:
+    """Accounts in id order, for the API's keyset paging."""
+    query = select(User).order_by(User.id).limit(limit)
+    if role is not None:
+        query = query.where(User.role == role)
+    if active is not None:
+        query = query.where(User.is_active.is_(active))
+    if after_id is not None:
+        query = query.where(User.id > after_id)
+    return list(session.scalars(query))
+
+
 def authenticate(*, session: Session, username: str, password: str) -> User | None:
     """The active user with this username and password, or None."""
     user = session.scalar(select(User).where(func.lower(User.username) == username.lower()))
@@ -134,10 +147,12 @@ def create_token(*, session: Session, user: User, name: str, scope: Scope) -> tu
     return token, plain
 
 
-def list_tokens(*, session: Session, user: User) -> list[ApiToken]:
-    return list(session.scalars(
-        select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.created_at.desc(), ApiToken.id.desc())
-    ))
+def list_tokens(*, session: Session, user: User, before_id: int | None = None, limit: int | None = None) -> list[ApiToken]:
+    """The user's tokens, newest first (older than `before_id` when given)."""
+    query = select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.id.desc())
+    if before_id is not None:
+        query = query.where(ApiToken.id < before_id)
+    return list(session.scalars(query.limit(limit)))
 
 
 def revoke_token(*, session: Session, user: User, token_id: int) -> ApiToken:
