@@ -43,21 +43,34 @@ _completion, _task_completion = Completion.__table__, TaskCompletion.__table__
 # running them, and every labeler asks several times a minute.
 _SEEN = exists().where(_assignment.c.task_id == _task.c.id, _assignment.c.user_id == bindparam("user_id"),
                        _assignment.c.state.in_((AssignmentState.submitted, AssignmentState.skipped)))
+_HOLDING = or_(_assignment.c.state == AssignmentState.submitted,
+               and_(_assignment.c.state == AssignmentState.leased, _assignment.c.lease_expires_at > bindparam("now")))
+_STALE = and_(_assignment.c.state == AssignmentState.leased, _assignment.c.lease_expires_at <= bindparam("now"))
+
+
+def _per_task(expression: Any, task_id: Any) -> Any:
+    return select(expression).where(_assignment.c.task_id == task_id).scalar_subquery()
+
+
 _CANDIDATE = (select(_task.c.id, _task.c.labels_needed, _prompt.c.id.label("prompt_id"), _prompt.c.kind,
                      _prompt.c.text, _prompt.c.messages)
               .join(_prompt, _prompt.c.id == _task.c.prompt_id)
-              .where(_task.c.project_id == bindparam("project_id"), _task.c.state == TaskState.open, ~_SEEN)
+              .where(_task.c.project_id == bindparam("project_id"), _task.c.state == TaskState.open, ~_SEEN,
+                     # Skips tasks whose slots are all leased (as of this statement; counted again after the lock).
+                     _per_task(func.count(), _task.c.id).where(_HOLDING) < _task.c.labels_needed)
               # Finish tasks that are partly labeled before starting new ones.
               .order_by(_task.c.labels_done.desc(), _task.c.id).limit(1)
               .with_for_update(of=_task, skip_locked=True))
 _CANDIDATE_NOT_TRIED = _CANDIDATE.where(_task.c.id.not_in(bindparam("tried", expanding=True)))
-_HOLDING = or_(_assignment.c.state == AssignmentState.submitted,
-               and_(_assignment.c.state == AssignmentState.leased, _assignment.c.lease_expires_at > bindparam("now")))
-_STALE = and_(_assignment.c.state == AssignmentState.leased, _assignment.c.lease_expires_at <= bindparam("now"))
-_CAPACITY = (select(func.coalesce(func.sum(case((_HOLDING, 1), else_=0)), 0),
-                    func.coalesce(func.sum(case((_STALE, 1), else_=0)), 0),
-                    func.max(case((_assignment.c.user_id == bindparam("user_id"), _assignment.c.id))))
-             .where(_assignment.c.task_id == bindparam("task_id")))
+# After the lock: who holds the task now (a fresh statement sees every committed lease), with its completions.
+_CAPACITY_AND_TEXTS = (
+    select(_completion.c.id, _completion.c.text,
+           _per_task(func.count(), bindparam("task_id")).where(_HOLDING).label("taken"),
+           _per_task(func.count(), bindparam("task_id")).where(_STALE).label("stale"),
+           _per_task(func.max(_assignment.c.id), bindparam("task_id"))
+           .where(_assignment.c.user_id == bindparam("user_id")).label("mine"))
+    .join(_task_completion, _task_completion.c.completion_id == _completion.c.id)
+    .where(_task_completion.c.task_id == bindparam("task_id")))
 _EXPIRE = update(_assignment).where(_assignment.c.task_id == bindparam("stale_task_id"), _STALE).values(
     state=AssignmentState.expired)
 _TEXTS = (select(_completion.c.id, _completion.c.text)
@@ -94,8 +107,8 @@ def shown(*, session: Session, assignment: Assignment) -> Lease:
 def lease_next(*, session: Session, project: Project, user: User, lease: timedelta = DEFAULT_LEASE) -> Lease | None:
     """The caller's current lease in this project, or a new one on a task with room; None when none is left.
 
-    A few statements: find and lock a candidate, count what holds it (after the lock, so the count
-    is current), read its completions and write the lease.
+    A few statements: find and lock a candidate with room, count what holds it again after the lock
+    (a fresh statement sees every committed lease) while reading its completions, write the lease.
     """
     begin_write(session)
     connection = session.connection()
@@ -111,7 +124,8 @@ def lease_next(*, session: Session, project: Project, user: User, lease: timedel
             mine = connection.execute(select(_assignment.c.id).where(
                 _assignment.c.task_id == gold.id, _assignment.c.user_id == user.id)).scalar()
             prompt = connection.execute(_PROMPT, {"task_id": gold.id}).one()
-            return _write_lease(connection, gold.id, user.id, mine, _prompt_dict(prompt), now, lease)
+            texts = dict(connection.execute(_TEXTS, {"task_id": gold.id}).all())
+            return _write_lease(connection, gold.id, user.id, mine, _prompt_dict(prompt), texts, now, lease)
     tried: list[int] = []
     while True:
         candidate = connection.execute(_CANDIDATE_NOT_TRIED if tried else _CANDIDATE, {**ids, "tried": tried}
@@ -119,21 +133,21 @@ def lease_next(*, session: Session, project: Project, user: User, lease: timedel
         if candidate is None:
             return None
         task_id = candidate[0]
-        taken, expired, mine = connection.execute(_CAPACITY, {**ids, "task_id": task_id}).one()
+        rows = connection.execute(_CAPACITY_AND_TEXTS, {**ids, "task_id": task_id}).all()
+        taken, expired, mine = rows[0].taken, rows[0].stale, rows[0].mine
         if taken >= candidate.labels_needed:
-            tried.append(task_id)
+            tried.append(task_id)  # a lease committed between the candidate's snapshot and its lock
             continue
         if expired:
             connection.execute(_EXPIRE, {"stale_task_id": task_id, "now": now})
         prompt = {"id": candidate.prompt_id, "kind": candidate.kind, "text": candidate.text,
                   "messages": candidate.messages}
-        return _write_lease(connection, task_id, user.id, mine, prompt, now, lease)
+        return _write_lease(connection, task_id, user.id, mine, prompt, {r.id: r.text for r in rows}, now, lease)
 
 
 def _write_lease(connection: Any, task_id: int, user_id: int, mine: int | None, prompt: dict[str, Any],
-                 now: datetime, lease: timedelta) -> Lease:
+                 texts: dict[int, str], now: datetime, lease: timedelta) -> Lease:
     """Lease the task to the labeler: a new assignment, or theirs again when their lease on it expired."""
-    texts = dict(connection.execute(_TEXTS, {"task_id": task_id}).all())
     order = sorted(texts)
     random.shuffle(order)  # stored, so position bias can be measured
     values = {"state": AssignmentState.leased, "display_order": order, "leased_at": now,
