@@ -14,10 +14,12 @@ from app.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
 from app.pages import ROOT, make_templates
 from app.export.routes import api as export_api
 from app.jobs.routes import api as jobs_api
+from app.jobs.routes import pages as jobs_pages
 from app.labeling.routes import api as tasks_api
 from app.labeling.routes import labeling_api
 from app.labeling.routes import pages as labeling_pages
 from app.models.routes import api as models_api
+from app.models.routes import pages as models_pages
 from app.projects.routes import api as projects_api
 from app.projects.routes import pages as projects_pages
 from app.prompts.routes import api as prompts_api
@@ -60,7 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (users_api, projects_api, prompts_api, tasks_api, labeling_api, jobs_api, models_api, review_api,
                    export_api):
         app.include_router(router, prefix=API_PREFIX)
-    for router in (users_pages, projects_pages, prompts_pages, labeling_pages, review_pages):
+    for router in (users_pages, projects_pages, prompts_pages, labeling_pages, review_pages, jobs_pages, models_pages):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=str(ROOT / "static")), name="static")
 

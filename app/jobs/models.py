@@ -46,6 +46,8 @@ class Job(Base):
     heartbeat_at: Mapped[datetime | None]
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     message: Mapped[str] = mapped_column(Text, default="")
+    # When a running job expects to finish (training jobs estimate it from their step rate).
+    eta_at: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(Text)
     result: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -13,7 +13,10 @@ class JobCreate(BaseModel):
     project_id: int
     params: dict[str, Any] = Field(default_factory=dict, description=(
         "sample: {\"prompt_ids\": [...]} to sample those prompts again, or {\"count\": N} for N more tasks "
-        "beyond the ready target"))
+        "beyond the ready target. train_reward / train_dpo: optional snapshot_id (a rankings snapshot of the "
+        "project; default: a new one with the default filters), base_model_id (default: the project's current "
+        "policy), name, and the trainer's parameters (RewardParams / DPOParams). score: reward_model_id and "
+        "optional rescore"))
 
 
 class JobRead(BaseModel):
@@ -33,6 +36,7 @@ class JobRead(BaseModel):
     created_at: datetime
     started_at: datetime | None
     heartbeat_at: datetime | None
+    eta_at: datetime | None = Field(None, description="When a running training job expects to finish")
     finished_at: datetime | None
 
 

@@ -99,10 +99,10 @@ def _fence(job: Job):
 
 
 def heartbeat(*, session: Session, job: Job, lease: timedelta = DEFAULT_LEASE, progress: float | None = None,
-              message: str | None = None) -> None:
+              message: str | None = None, eta_at: datetime | None = None) -> None:
     """Extend the lease (and record progress); raises LeaseLost when the job is no longer ours."""
     now = utcnow()
-    values: dict[str, Any] = {"heartbeat_at": now, "lease_expires_at": now + lease}
+    values: dict[str, Any] = {"heartbeat_at": now, "lease_expires_at": now + lease, "eta_at": eta_at}
     if progress is not None:
         values["progress"] = min(max(progress, 0.0), 1.0)
     if message is not None:
@@ -115,12 +115,21 @@ def record_metrics(*, session: Session, job: Job, step: int, values: dict[str, f
     session.add_all(JobMetric(job_id=job.id, step=step, name=name, value=float(v)) for name, v in values.items())
 
 
+def job_metrics(*, session: Session, job_id: int) -> dict[str, list[tuple[int, float]]]:
+    """A job's curves: metric name -> (step, value) points in step order."""
+    curves: dict[str, list[tuple[int, float]]] = {}
+    for name, step, value in session.execute(select(JobMetric.name, JobMetric.step, JobMetric.value)
+                                             .where(JobMetric.job_id == job_id).order_by(JobMetric.name, JobMetric.step)):
+        curves.setdefault(name, []).append((step, value))
+    return curves
+
+
 def succeed(*, session: Session, job: Job, result: dict[str, Any] | None = None) -> None:
     """The fenced final write, in the same transaction as the job's own writes; LeaseLost rolls them back."""
     now = utcnow()
     done = session.execute(update(Job).where(_fence(job)).values(
         state=JobState.succeeded, progress=1.0, message="succeeded", result=result or {}, finished_at=now,
-        lease_expires_at=None, dedupe_key=None, error=None))
+        lease_expires_at=None, dedupe_key=None, error=None, eta_at=None))
     if done.rowcount != 1:
         raise LeaseLost(f"job {job.id} attempt {job.attempt} lost its lease before finishing")
 
@@ -131,12 +140,13 @@ def fail(*, session: Session, job: Job, error: str, retry: bool = True) -> JobSt
     error = error[-MAX_ERROR_CHARS:]
     if retry and job.attempt < job.max_attempts:
         values = {"state": JobState.queued, "run_after": now + timedelta(seconds=min(300, 5 * 2 ** job.attempt)),
-                  "error": error, "lease_owner": None, "lease_expires_at": None,
+                  "error": error, "lease_owner": None, "lease_expires_at": None, "eta_at": None,
                   "message": f"attempt {job.attempt} failed; retrying"}
         state = JobState.queued
     else:
         state = JobState.dead if retry else JobState.failed
         values = {"state": state, "error": error, "finished_at": now, "lease_expires_at": None, "dedupe_key": None,
+                  "eta_at": None,
                   "message": f"{state} after {job.attempt} attempt(s)"}
     if session.execute(update(Job).where(_fence(job)).values(**values)).rowcount != 1:
         raise LeaseLost(f"job {job.id} attempt {job.attempt} lost its lease before reporting its error")
@@ -161,6 +171,7 @@ def cancel(*, session: Session, job_id: int) -> Job:
     job.finished_at = utcnow()
     job.dedupe_key = None
     job.lease_expires_at = None
+    job.eta_at = None
     job.message = "cancelled"
     session.flush()
     return job

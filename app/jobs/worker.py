@@ -8,22 +8,27 @@ import socket
 import threading
 import traceback
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, delete, select
 from sqlalchemy.orm import Session
 
 import app.models_registry  # noqa: F401  (every table known before the first query)
 from app.config import Settings
 from app.db import make_engine
 from app.jobs import service as queue
-from app.jobs.models import Job, JobKind
+from app.jobs.models import Job, JobKind, JobMetric
 
 log = logging.getLogger("preflab.worker")
 
 # Handlers are imported when a job of their kind first runs: torch loads only in workers that sample.
-HANDLERS: dict[JobKind, str] = {JobKind.sample: "app.policy.sampling:run_sample_job"}
+HANDLERS: dict[JobKind, str] = {
+    JobKind.sample: "app.policy.sampling:run_sample_job",
+    JobKind.train_reward: "app.training.jobs:run_train_reward_job",
+    JobKind.train_dpo: "app.training.jobs:run_train_dpo_job",
+    JobKind.score: "app.training.jobs:run_score_job",
+}
 
 
 class JobError(Exception):
@@ -35,15 +40,29 @@ class JobContext:
 
     def __init__(self, engine: Engine, settings: Settings, session: Session, job: Job, lease: timedelta) -> None:
         self.engine, self.settings, self.session, self.job, self.lease = engine, settings, session, job, lease
-        self._fraction, self._message = 0.0, "running"
+        self._fraction, self._message, self._eta_at = 0.0, "running", None
         self._lost = threading.Event()
         self._stop = threading.Event()
         self._beat = threading.Thread(target=self._heartbeat_loop, name=f"heartbeat-{job.id}", daemon=True)
         self._beat.start()
 
-    def progress(self, fraction: float, message: str) -> None:
+    def progress(self, fraction: float, message: str, eta_at: datetime | None = None) -> None:
         """Recorded at the next heartbeat."""
-        self._fraction, self._message = fraction, message
+        self._fraction, self._message, self._eta_at = fraction, message, eta_at
+
+    def record_metrics(self, points: list[tuple[int, dict[str, float]]]) -> None:
+        """Curve points (step, {name: value}) committed now, so the job page shows them while it runs."""
+        self.check()
+        with Session(self.engine) as session:
+            for step, values in points:
+                queue.record_metrics(session=session, job=self.job, step=step, values=values)
+            session.commit()
+
+    def reset_metrics(self) -> None:
+        """Forget the curves of an earlier attempt: this attempt draws them again from step 1."""
+        with Session(self.engine) as session:
+            session.execute(delete(JobMetric).where(JobMetric.job_id == self.job.id))
+            session.commit()
 
     def check(self) -> None:
         """Raise LeaseLost when the job was cancelled or its lease went to another worker."""
@@ -65,7 +84,7 @@ class JobContext:
             try:
                 with Session(self.engine) as session:
                     queue.heartbeat(session=session, job=self.job, lease=self.lease, progress=self._fraction,
-                                    message=self._message)
+                                    message=self._message, eta_at=self._eta_at)
                     session.commit()
             except queue.LeaseLost:
                 self._lost.set()

@@ -17,6 +17,7 @@ from app.labeling.schemas import (
     AssignmentRead, ComparisonList, ComparisonRead, CompletionRead, JudgmentAdminList, JudgmentAdminRead, JudgmentCreate,
     JudgmentDetail, JudgmentList, JudgmentRead, SkipRequest, TaskList, TaskRead,
 )
+from app.models.service import completion_scores
 from app.pages import render, render_markdown
 from app.projects.service import get_project
 
@@ -33,9 +34,11 @@ def list_tasks(project_id: int, session: SessionDep, admin: AdminReader,
     project = get_project(session=session, project_id=project_id, user=admin)
     rows = service.list_tasks(session=session, project=project, state=state, prompt_id=prompt_id, after_id=cursor,
                               limit=limit)
+    scores = completion_scores(session=session, completion_ids=[c.id for _t, cs in rows for c in cs])
     items = [TaskRead(id=t.id, prompt_id=t.prompt_id, state=t.state, labels_needed=t.labels_needed,
                       labels_done=t.labels_done, created_at=t.created_at,
-                      completions=[CompletionRead.model_validate(c) for c in completions])
+                      completions=[CompletionRead.model_validate(c).model_copy(update={"scores": scores.get(c.id, {})})
+                                   for c in completions])
              for t, completions in rows]
     return TaskList(items=items, next_cursor=items[-1].id if len(items) == limit else None)
 

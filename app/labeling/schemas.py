@@ -19,6 +19,8 @@ class CompletionRead(BaseModel):
     finish_reason: FinishReason
     sampling_params: dict
     seed: int | None
+    scores: dict[int, float] = Field(default_factory=dict, description=(
+        "Reward-model scores of this completion, by reward model id (from score jobs and best-of-N sampling)"))
 
 
 class TaskRead(BaseModel):

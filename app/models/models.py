@@ -4,7 +4,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ForeignKey, String, Text
+from sqlalchemy import Float, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, utcnow
@@ -32,6 +32,24 @@ class ModelVersion(Base):
     created_by_job_id: Mapped[int | None] = mapped_column(
         ForeignKey("job.id", ondelete="SET NULL"), unique=True
     )
+    # What a trained model was trained on (None for registered policies).
+    dataset_snapshot_id: Mapped[int | None] = mapped_column(
+        ForeignKey("dataset_snapshot.id", ondelete="SET NULL"), index=True
+    )
     config: Mapped[dict[str, Any]]
     metrics: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CompletionScore(Base):
+    """A reward model's score of one completion (from a scoring job or best-of-N sampling)."""
+
+    __tablename__ = "completion_score"
+    __table_args__ = (UniqueConstraint("completion_id", "model_version_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    completion_id: Mapped[int] = mapped_column(ForeignKey("completion.id", ondelete="CASCADE"))
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_version.id", ondelete="CASCADE"), index=True)
+    score: Mapped[float] = mapped_column(Float)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("job.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -2,19 +2,23 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import RedirectResponse, Response
 
 from app.db import next_cursor
-from app.deps import AdminReader, AdminUser, CursorQuery, SessionDep, SettingsDep
+from app.deps import AdminReader, AdminUser, CursorQuery, FormDep, SessionDep, SettingsDep
+from app.errors import Invalid
 from app.labeling.service import ensure_ready_tasks
 from app.models import service
 from app.models.models import ModelRole
 from app.models.schemas import ModelCreate, ModelList, ModelRead, PromoteRequest
 from app.projects.routes import project_read
 from app.projects.schemas import ProjectRead
-from app.projects.service import get_project
+from app.pages import render
+from app.projects.service import get_project, list_projects
 
 api = APIRouter(prefix="/models", tags=["models"])
+pages = APIRouter(include_in_schema=False)
 
 
 @api.get("", response_model=ModelList, summary="Registered models in id order, by cursor (admin)")
@@ -47,3 +51,35 @@ def promote(model_id: int, body: PromoteRequest, session: SessionDep, admin: Adm
         ensure_ready_tasks(session=session, project=project, target=settings.ready_tasks, created_by_id=admin.id)
     session.commit()
     return project_read(session, project)
+
+
+# Pages.
+
+# The figures the registry table shows when a model has them (trainers' final metrics).
+HEADLINE_METRICS = ["eval/accuracy", "eval/rewards/accuracies", "eval/loss", "loss", "accuracy", "rewards/accuracies",
+                    "pairs", "judgments"]
+
+
+@pages.get("/models")
+def models_page(request: Request, session: SessionDep, admin: AdminUser) -> Response:
+    models = service.list_models(session=session)
+    projects = list_projects(session=session, user=admin)
+    return render(request, "models/list.html", {
+        "models": list(reversed(models)), "by_id": {m.id: m for m in models}, "headline": HEADLINE_METRICS,
+        "projects": projects, "current": {p.current_policy_id: p for p in projects},
+    })
+
+
+@pages.post("/models/{model_id}/promote")
+def promote_submit(model_id: int, session: SessionDep, admin: AdminUser, form: FormDep,
+                   settings: SettingsDep) -> Response:
+    project_id = form.get("project_id", "")
+    if not isinstance(project_id, str) or not project_id.isdecimal():
+        raise Invalid("choose the project whose policy this model becomes", code="invalid_form")
+    model = service.get_model(session=session, model_id=model_id)
+    project = get_project(session=session, project_id=int(project_id), user=admin)
+    service.promote(model=model, project=project)
+    if form.get("sample") == "on":
+        ensure_ready_tasks(session=session, project=project, target=settings.ready_tasks, created_by_id=admin.id)
+    session.commit()
+    return RedirectResponse(f"/projects/{project.id}#sampling-heading", status_code=303)

@@ -3,13 +3,13 @@
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
-from app.db import get_by_id
+from app.db import get_by_id, utcnow
 from app.errors import Invalid, NotFound
 from app.models import bundled
-from app.models.models import ModelRole, ModelVersion
+from app.models.models import CompletionScore, ModelRole, ModelVersion
 from app.models.schemas import ModelCreate, ModelRead
 from app.projects.models import Project
 
@@ -80,3 +80,27 @@ def to_read(model: ModelVersion) -> ModelRead:
     read = ModelRead.model_validate(model)
     read.config = {k: ("***" if k in SECRET_CONFIG_KEYS else v) for k, v in model.config.items()}
     return read
+
+
+def store_scores(*, session: Session, model_version_id: int, scores: dict[int, float], job_id: int | None) -> None:
+    """Scores of completions by a reward model, replacing earlier ones of the same pair."""
+    if not scores:
+        return
+    ids = list(scores)
+    for start in range(0, len(ids), 1000):
+        session.execute(delete(CompletionScore).where(CompletionScore.model_version_id == model_version_id,
+                                                      CompletionScore.completion_id.in_(ids[start:start + 1000])))
+    session.execute(insert(CompletionScore), [
+        {"completion_id": cid, "model_version_id": model_version_id, "score": float(score), "job_id": job_id,
+         "created_at": utcnow()} for cid, score in scores.items()])
+
+
+def completion_scores(*, session: Session, completion_ids: list[int]) -> dict[int, dict[int, float]]:
+    """completion id -> {reward model id: score} for these completions."""
+    found: dict[int, dict[int, float]] = {}
+    for start in range(0, len(completion_ids), 1000):
+        for cid, model_id, score in session.execute(
+                select(CompletionScore.completion_id, CompletionScore.model_version_id, CompletionScore.score)
+                .where(CompletionScore.completion_id.in_(completion_ids[start:start + 1000]))):
+            found.setdefault(cid, {})[model_id] = score
+    return found

@@ -6,10 +6,12 @@ import time
 from typing import Any
 
 from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
 
 from app.jobs.worker import JobContext, JobError
 from app.labeling.models import Task, TaskCompletion, TaskState
-from app.models.models import ModelVersion
+from app.models.models import ModelRole, ModelVersion
+from app.models.service import store_scores
 from app.policy.base import Policy, PolicyError, PromptSpec, Sample, SamplingParams
 from app.projects.models import Project
 from app.prompts.models import Completion, Prompt
@@ -41,8 +43,9 @@ def _key(text: str) -> str:
 
 def _draw(ctx: JobContext, policy: Policy, prompts: list[Prompt], project: Project,
           model: ModelVersion) -> tuple[dict[int, list[Sample]], int, int]:
-    """Up to K distinct completions per prompt, CHUNK prompts per batched call."""
-    k, sp = project.k, project.sampling_params
+    """Up to K (best-of-N: N) distinct completions per prompt, CHUNK prompts per batched call."""
+    sp = project.sampling_params
+    k = sp.get("best_of") or project.k
     found: dict[int, list[Sample]] = {p.id: [] for p in prompts}
     seen: dict[int, set[str]] = {p.id: set() for p in prompts}
     tokens = draws = 0
@@ -70,6 +73,31 @@ def _draw(ctx: JobContext, policy: Policy, prompts: list[Prompt], project: Proje
     return found, tokens, draws
 
 
+def _best_of(ctx: JobContext, session: Session, project: Project, prompts: list[Prompt],
+             found: dict[int, list[Sample]]) -> tuple[dict[int, list[Sample]], dict[int, list[float]]]:
+    """Best-of-N: the project's reward model scores each prompt's draws; the K best are kept, best first."""
+    from app.training.score import score_completions
+
+    k = project.k
+    reward = session.get(ModelVersion, project.sampling_params["reward_model_id"])
+    if reward is None or reward.role != ModelRole.reward:
+        raise JobError("the project's best-of-N reward model no longer exists")
+    scored = [p for p in prompts if len(found[p.id]) >= k]
+    if not scored:
+        return found, {}
+    ctx.check()
+    ctx.progress(0.9, f"best-of-N: scoring {sum(len(found[p.id]) for p in scored)} completions with {reward.name}")
+    values = score_completions(reward_path=reward.path or reward.source,
+                               prompts=[PromptSpec(text=p.text, messages=p.messages).as_messages() for p in scored],
+                               completions=[[s.text for s in found[p.id]] for p in scored])
+    kept, scores = dict(found), {}
+    for prompt, row in zip(scored, values, strict=True):
+        best = sorted(range(len(row)), key=lambda i: -row[i])[:k]
+        kept[prompt.id] = [found[prompt.id][i] for i in best]
+        scores[prompt.id] = [float(row[i]) for i in best]
+    return kept, scores
+
+
 def run_sample_job(ctx: JobContext) -> dict[str, Any]:
     session, job = ctx.session, ctx.job
     started = time.monotonic()
@@ -89,6 +117,9 @@ def run_sample_job(ctx: JobContext) -> dict[str, Any]:
         if close is not None:
             close()
     k = project.k
+    scores: dict[int, list[float]] = {}
+    if sp.get("best_of"):
+        found, scores = _best_of(ctx, session, project, prompts, found)
     ready = [p for p in prompts if len(found[p.id]) == k]
     if prompts and not ready:
         raise JobError(f"the policy gave fewer than {k} distinct completions for every prompt after "
@@ -96,6 +127,8 @@ def run_sample_job(ctx: JobContext) -> dict[str, Any]:
     ctx.begin_writes()
     recorded = {"temperature": sp["temperature"], "top_p": sp["top_p"], "max_new_tokens": sp["max_new_tokens"],
                 "backend": model.backend}
+    if sp.get("best_of"):
+        recorded.update(best_of=sp["best_of"], reward_model_id=sp["reward_model_id"])
     for prompt in ready:
         completion_ids = session.scalars(insert(Completion).returning(Completion.id, sort_by_parameter_order=True), [
             {"prompt_id": prompt.id, "model_version_id": model.id, "text": s.text,
@@ -108,6 +141,9 @@ def run_sample_job(ctx: JobContext) -> dict[str, Any]:
         session.flush()
         session.execute(insert(TaskCompletion), [
             {"task_id": task.id, "completion_id": cid, "position": i} for i, cid in enumerate(completion_ids)])
+        if prompt.id in scores:
+            store_scores(session=session, model_version_id=sp["reward_model_id"], job_id=job.id,
+                         scores=dict(zip(completion_ids, scores[prompt.id], strict=True)))
     seconds = time.monotonic() - started
     return {
         "tasks": len(ready), "completions": len(ready) * k, "draws": draws, "tokens": tokens,

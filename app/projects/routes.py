@@ -107,12 +107,18 @@ def _submitted_values(form: FormData) -> dict[str, Any]:
     return values
 
 
-def _to_payload(values: dict[str, Any], likert_base: dict[str, Any]) -> dict[str, Any]:
-    """The form's strings as a ProjectCreate/Update body (pydantic does the checking)."""
+def _to_payload(values: dict[str, Any], likert_base: dict[str, Any],
+                sampling_base: dict[str, Any]) -> dict[str, Any]:
+    """The form's strings as a ProjectCreate/Update body (pydantic does the checking).
+
+    Best-of-N settings are not on the form (they are set over the API) and are kept as they are.
+    """
     likert = LikertScale.model_validate({**likert_base, "label": values["likert_label"]})
     schema = RatingSchema.model_validate({"likert": likert.model_dump(),
                                           "flags": [f.model_dump() for f in _parse_flags(values["flags_text"])]})
-    sampling = SamplingParams.model_validate({k: values[k] or None for k in ("temperature", "top_p", "max_new_tokens")})
+    sampling = SamplingParams.model_validate({
+        **{k: sampling_base.get(k) for k in ("best_of", "reward_model_id")},
+        **{k: values[k] or None for k in ("temperature", "top_p", "max_new_tokens")}})
     return {
         "name": values["name"], "description": values["description"], "k": values["k"] or None,
         "labels_per_task": values["labels_per_task"] or None, "allow_ties": values["allow_ties"],
@@ -135,7 +141,7 @@ def _save_from_form(request: Request, session: SessionDep, admin, form: FormData
     mode, action = ("edit", f"/projects/{project.id}/edit") if project else ("create", "/projects/new")
     likert_base = project.rating_schema["likert"] if project else {}
     try:
-        payload = _to_payload(values, likert_base)
+        payload = _to_payload(values, likert_base, project.sampling_params if project else {})
         if project is None:
             project = service.create_project(session=session, data=ProjectCreate.model_validate(payload), creator=admin)
         else:

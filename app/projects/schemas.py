@@ -2,8 +2,9 @@
 
 import re
 from datetime import datetime
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
 FLAG_KEY_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
@@ -62,6 +63,22 @@ class SamplingParams(BaseModel):
     temperature: float = Field(0.7, ge=0.0, le=2.0)
     top_p: float = Field(0.95, gt=0.0, le=1.0)
     max_new_tokens: int = Field(256, ge=1, le=4096)
+    best_of: int | None = Field(None, ge=2, le=64, description=(
+        "Best-of-N: sample this many distinct completions per prompt (at least K), score them with "
+        "reward_model_id and keep the K best"))
+    reward_model_id: int | None = Field(None, ge=1, description="The reward model that picks the best-of-N")
+
+    @model_serializer(mode="wrap")
+    def _without_unset_best_of(self, handler: Any) -> dict[str, Any]:
+        # Projects without best-of-N show (and store) the three plain sampling settings only.
+        data = handler(self)
+        return {k: v for k, v in data.items() if not (k in ("best_of", "reward_model_id") and v is None)}
+
+    @model_validator(mode="after")
+    def _best_of_needs_a_reward_model(self) -> "SamplingParams":
+        if (self.best_of is None) != (self.reward_model_id is None):
+            raise ValueError("best_of and reward_model_id go together: give both, or neither")
+        return self
 
 
 class ProjectBase(BaseModel):

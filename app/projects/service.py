@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 from app.db import MAX_ROW_ID, get_by_id
 from app.errors import Conflict, Invalid, NotFound
 from app.labeling.models import Judgment, Task
+from app.models.models import ModelRole, ModelVersion
 from app.models.service import default_policy
 from app.projects.models import Project, ProjectMember
 from app.projects.schemas import ProjectCreate, ProjectRead, ProjectUpdate
@@ -40,6 +41,19 @@ def _set_labelers(session: Session, project: Project, labeler_ids: list[int]) ->
         project.members.append(ProjectMember(user_id=uid))
 
 
+def _check_best_of(session: Session, project: Project) -> None:
+    """Best-of-N sampling needs N >= K and a reward model to rank the N."""
+    best_of, reward_id = project.sampling_params.get("best_of"), project.sampling_params.get("reward_model_id")
+    if best_of is None:
+        return
+    if best_of < project.k:
+        raise Invalid(f"sampling_params.best_of ({best_of}) must be at least K ({project.k})", code="invalid_best_of")
+    reward = get_by_id(session, ModelVersion, reward_id)
+    if reward is None or reward.role != ModelRole.reward:
+        raise Invalid(f"sampling_params.reward_model_id: {reward_id} is not a registered reward model",
+                      code="not_a_reward_model")
+
+
 def create_project(*, session: Session, data: ProjectCreate, creator: User) -> Project:
     """A new project; its name must be unused."""
     _check_name_free(session, data.name)
@@ -52,6 +66,7 @@ def create_project(*, session: Session, data: ProjectCreate, creator: User) -> P
     )
     policy = default_policy(session=session)
     project.current_policy_id = policy.id if policy else None
+    _check_best_of(session, project)
     _set_labelers(session, project, data.labeler_ids)
     try:
         with session.begin_nested():
@@ -81,6 +96,7 @@ def update_project(*, session: Session, project: Project, data: ProjectUpdate) -
         project.rating_schema = data.rating_schema.model_dump()
     if "sampling_params" in fields and data.sampling_params is not None:
         project.sampling_params = data.sampling_params.model_dump()
+    _check_best_of(session, project)
     if "labeler_ids" in fields and data.labeler_ids is not None:
         _set_labelers(session, project, data.labeler_ids)
     session.flush()

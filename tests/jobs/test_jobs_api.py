@@ -82,7 +82,7 @@ def test_bad_job_requests_are_422_and_queue_nothing(client, db):
         ({"kind": "sample", "project_id": project.id, "params": {"count": 0}}, "invalid_params"),
         ({"kind": "sample", "project_id": project.id, "params": {"count": 2}}, "no_policy"),
         ({"kind": "sample", "project_id": project.id, "params": {"prompt_ids": [999999]}}, None),
-        ({"kind": "train_dpo", "project_id": project.id, "params": {}}, "unsupported_job_kind"),
+        ({"kind": "train_dpo", "project_id": project.id, "params": {}}, "no_policy"),
         ({"kind": "bake_bread", "project_id": project.id}, "invalid"),
     ]
     for body, code in cases:

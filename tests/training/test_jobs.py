@@ -1,0 +1,125 @@
+"""Training and scoring jobs through the worker: snapshots in, registered model versions and scores out."""
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.config import Settings
+from app.db import make_engine
+from app.export.models import DatasetSnapshot
+from app.jobs.models import Job, JobKind, JobMetric, JobState
+from app.jobs.training import queue_scoring, queue_training
+from app.jobs.worker import run_one
+from app.labeling.models import Task, TaskCompletion
+from app.labeling.service import queue_sampling
+from app.models.models import CompletionScore, ModelRole, ModelVersion
+from app.models.service import promote
+from app.projects.models import Project
+from app.prompts.models import Completion, Prompt
+from tests.conftest import TEST_SECRET
+from tests.training.helpers import labeled_project
+
+FAST = {"max_steps": 3, "epochs": 2, "batch_judgments": 2, "max_length": 64, "eval_fraction": 0.34}
+
+
+@pytest.fixture
+def engine(fresh_database_url):
+    engine = make_engine(fresh_database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def worker_settings(fresh_database_url, tmp_path) -> Settings:
+    return Settings(data_dir=tmp_path / "data", database_url=fresh_database_url, secret_key=TEST_SECRET,
+                    job_lease_seconds=30)
+
+
+def _run(engine, settings, job_id: int) -> Job:
+    assert run_one(engine, settings, "test-worker") is True
+    with Session(engine) as session:
+        job = session.get(Job, job_id)
+        assert job.state == JobState.succeeded, job.error
+        return job
+
+
+def test_reward_dpo_and_score_jobs_register_what_they_make(engine, worker_settings, tiny_model_dir):
+    with Session(engine) as session:
+        labeled = labeled_project(session, str(tiny_model_dir))
+        project_id, policy_id = labeled.project.id, labeled.policy.id
+        rm_job = queue_training(session=session, project=labeled.project, kind=JobKind.train_reward,
+                                params={**FAST, "lr": 1e-3, "name": "length RM"}, created_by_id=labeled.admin.id,
+                                settings=worker_settings)
+        session.commit()
+        rm_job_id, snapshot_id = rm_job.id, rm_job.payload["snapshot_id"]
+        snapshot = session.get(DatasetSnapshot, snapshot_id)
+        assert (snapshot.format, snapshot.counts["rows"]) == ("rankings", 6)
+
+    done = _run(engine, worker_settings, rm_job_id)
+    with Session(engine) as session:
+        reward = session.scalar(select(ModelVersion).where(ModelVersion.created_by_job_id == rm_job_id))
+        assert (reward.role, reward.name, reward.parent_id, reward.dataset_snapshot_id) == (
+            ModelRole.reward, "length RM", policy_id, snapshot_id)
+        path = Path(reward.path)
+        assert path == worker_settings.policy_dir / "trained" / f"job{rm_job_id}" / "attempt1"
+        assert (path / "config.json").exists() and list(path.glob("*.safetensors"))
+        assert done.result["model_version_id"] == reward.id and done.result["snapshot_id"] == snapshot_id
+        assert done.result["train_judgments"] + done.result["eval_judgments"] == 6
+        assert done.result["eval_judgments"] == 2  # a third of the six prompts, each judged once
+        steps = list(session.scalars(select(JobMetric.step).where(JobMetric.job_id == rm_job_id,
+                                                                   JobMetric.name == "loss").order_by(JobMetric.step)))
+        assert steps == [1, 2, 3]
+        assert "eval/accuracy" in reward.metrics and 0 <= reward.metrics["eval/accuracy"] <= 1
+        reward_id = reward.id
+
+        project = session.get(Project, project_id)
+        score_job = queue_scoring(session=session, project=project, params={"reward_model_id": reward_id},
+                                  created_by_id=None)
+        session.commit()
+        score_job_id = score_job.id
+    scored = _run(engine, worker_settings, score_job_id)
+    with Session(engine) as session:
+        completions = session.scalar(select(func.count()).select_from(Completion))
+        assert scored.result["scored"] == completions == 18
+        scores = dict(session.execute(select(CompletionScore.completion_id, CompletionScore.score)
+                                      .where(CompletionScore.model_version_id == reward_id)).all())
+        assert len(scores) == 18 and len(set(scores.values())) > 1
+        project = session.get(Project, project_id)
+        again = queue_scoring(session=session, project=project, params={"reward_model_id": reward_id},
+                              created_by_id=None)
+        session.commit()
+        again_id = again.id
+    assert _run(engine, worker_settings, again_id).result["scored"] == 0  # nothing new to score
+
+    with Session(engine) as session:
+        project = session.get(Project, project_id)
+        dpo_job = queue_training(session=session, project=project, kind=JobKind.train_dpo,
+                                 params={**FAST, "snapshot_id": snapshot_id, "lr": 1e-4},
+                                 created_by_id=None, settings=worker_settings)
+        session.commit()
+        dpo_job_id = dpo_job.id
+        assert session.scalar(select(func.count()).select_from(DatasetSnapshot)) == 1  # the same snapshot
+    _run(engine, worker_settings, dpo_job_id)
+    with Session(engine) as session:
+        dpo = session.scalar(select(ModelVersion).where(ModelVersion.created_by_job_id == dpo_job_id))
+        assert (dpo.role, dpo.parent_id, dpo.dataset_snapshot_id) == (ModelRole.dpo, policy_id, snapshot_id)
+        assert "eval/rewards/accuracies" in dpo.metrics
+        names = set(session.scalars(select(JobMetric.name).where(JobMetric.job_id == dpo_job_id)))
+        assert {"loss", "rewards/accuracies", "rewards/margins", "eval/rewards/accuracies"} <= names
+
+        # Promoted, the DPO result samples the next round from its folder.
+        project = session.get(Project, project_id)
+        promote(model=dpo, project=project)
+        [sample] = queue_sampling(session=session, project=project,
+                                  prompt_ids=list(session.scalars(select(Prompt.id).order_by(Prompt.id)))[:2])
+        project.sampling_params = {**project.sampling_params, "temperature": 1.0, "max_new_tokens": 5}
+        session.commit()
+        sample_id, dpo_id = sample.id, dpo.id
+    assert _run(engine, worker_settings, sample_id).result["tasks"] == 2
+    with Session(engine) as session:
+        versions = set(session.scalars(select(Completion.model_version_id).join(
+            TaskCompletion, TaskCompletion.completion_id == Completion.id).join(Task, Task.id == TaskCompletion.task_id)
+            .where(Task.id > 6)))
+        assert versions == {dpo_id}
