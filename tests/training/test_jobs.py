@@ -1,5 +1,11 @@
 """Training and scoring jobs through the worker: snapshots in, registered model versions and scores out."""
 
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -123,3 +129,90 @@ def test_reward_dpo_and_score_jobs_register_what_they_make(engine, worker_settin
             TaskCompletion, TaskCompletion.completion_id == Completion.id).join(Task, Task.id == TaskCompletion.task_id)
             .where(Task.id > 6)))
         assert versions == {dpo_id}
+
+
+LONG = {"max_steps": 400, "epochs": 100, "batch_judgments": 1, "max_length": 48, "eval_fraction": 0.0}
+
+
+def _wait_for_metrics(engine, job_id: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with Session(engine) as session:
+            if session.scalar(select(func.count()).select_from(JobMetric).where(JobMetric.job_id == job_id)):
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} recorded no step within {timeout} s")
+
+
+def test_a_worker_killed_mid_training_retries_cleanly_into_exactly_one_model(engine, fresh_database_url,
+                                                                             worker_settings, tiny_model_dir):
+    """A real `preflab worker` is SIGKILLed mid-run; the retry registers one model from its own folder."""
+    with Session(engine) as session:
+        labeled = labeled_project(session, str(tiny_model_dir), prompts=4, k=2)
+        job = queue_training(session=session, project=labeled.project, kind=JobKind.train_dpo,
+                             params={**LONG, "max_steps": 40}, created_by_id=None, settings=worker_settings)
+        session.commit()
+        job_id = job.id
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFLAB_")}
+    env.update(PREFLAB_DATABASE_URL=fresh_database_url, PREFLAB_DATA_DIR=str(worker_settings.data_dir),
+               PREFLAB_SECRET_KEY=TEST_SECRET, PREFLAB_READY_TASKS="0", PREFLAB_JOB_LEASE_SECONDS="5")
+    worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        _wait_for_metrics(engine, job_id)
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=30)
+    first = worker_settings.policy_dir / "trained" / f"job{job_id}" / "attempt1"
+    with Session(engine) as session:
+        killed = session.get(Job, job_id)
+        assert (killed.state, killed.attempt) == (JobState.running, 1)  # killed mid-run, nothing registered
+        assert session.scalar(select(func.count()).select_from(ModelVersion).where(
+            ModelVersion.created_by_job_id == job_id)) == 0
+    assert first.is_dir()
+    time.sleep(5.5)  # the dead worker's lease runs out
+    done = _run(engine, worker_settings, job_id)
+    assert done.attempt == 2
+    with Session(engine) as session:
+        [model] = session.scalars(select(ModelVersion).where(ModelVersion.created_by_job_id == job_id))
+        assert model.path == str(first.parent / "attempt2") and (Path(model.path) / "config.json").exists()
+        steps = list(session.scalars(select(JobMetric.step).where(JobMetric.job_id == job_id,
+                                                                   JobMetric.name == "loss").order_by(JobMetric.step)))
+        assert steps == list(range(1, 41))  # the second attempt's curve, from step 1, once
+    assert not first.exists()  # the killed attempt's folder was never registered, and is gone
+
+
+def test_cancel_stops_training_mid_run_and_registers_nothing(engine, worker_settings, tiny_model_dir):
+    from app.jobs import service as queue
+
+    worker_settings.job_lease_seconds = 6  # heartbeats (and so the cancel check) every 2 s
+    with Session(engine) as session:
+        labeled = labeled_project(session, str(tiny_model_dir), prompts=4, k=2)
+        job = queue_training(session=session, project=labeled.project, kind=JobKind.train_reward, params=LONG,
+                             created_by_id=None, settings=worker_settings)
+        session.commit()
+        job_id = job.id
+    worker = threading.Thread(target=run_one, args=(engine, worker_settings, "w"))
+    worker.start()
+    _wait_for_metrics(engine, job_id)
+    deadline = time.monotonic() + 30
+    with Session(engine) as session:
+        while session.get(Job, job_id).eta_at is None and time.monotonic() < deadline:
+            time.sleep(0.2)  # the next heartbeat brings the progress and the ETA
+            session.expire_all()
+        running = session.get(Job, job_id)
+        assert running.state == JobState.running and running.eta_at > running.heartbeat_at
+        assert running.message.startswith("reward model: step ") and " left" in running.message
+        assert 0 < running.progress < 1
+        queue.cancel(session=session, job_id=job_id)
+        session.commit()
+    worker.join(timeout=60)
+    assert not worker.is_alive()
+    with Session(engine) as session:
+        job = session.get(Job, job_id)
+        assert job.state == JobState.cancelled
+        steps = session.scalar(select(func.max(JobMetric.step)).where(JobMetric.job_id == job_id))
+        assert 1 <= steps < 400
+        assert session.scalar(select(func.count()).select_from(ModelVersion).where(
+            ModelVersion.created_by_job_id == job_id)) == 0
+    assert not (worker_settings.policy_dir / "trained" / f"job{job_id}" / "attempt1").exists()
