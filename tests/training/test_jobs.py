@@ -24,6 +24,7 @@ from app.models.models import CompletionScore, ModelRole, ModelVersion
 from app.models.service import promote
 from app.projects.models import Project
 from app.prompts.models import Completion, Prompt
+from app.training.score import score_completions
 from tests.conftest import TEST_SECRET
 from tests.training.helpers import labeled_project
 
@@ -78,7 +79,7 @@ def test_reward_dpo_and_score_jobs_register_what_they_make(engine, worker_settin
                                                                    JobMetric.name == "loss").order_by(JobMetric.step)))
         assert steps == [1, 2, 3]
         assert "eval/accuracy" in reward.metrics and 0 <= reward.metrics["eval/accuracy"] <= 1
-        reward_id = reward.id
+        reward_id, reward_path = reward.id, reward.path
 
         project = session.get(Project, project_id)
         score_job = queue_scoring(session=session, project=project, params={"reward_model_id": reward_id},
@@ -98,6 +99,39 @@ def test_reward_dpo_and_score_jobs_register_what_they_make(engine, worker_settin
         session.commit()
         again_id = again.id
     assert _run(engine, worker_settings, again_id).result["scored"] == 0  # nothing new to score
+
+    # Best-of-N: 5 distinct draws per prompt, the reward model keeps the 3 best, best first.
+    with Session(engine) as session:
+        project = session.get(Project, project_id)
+        project.sampling_params = {"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 5, "best_of": 5,
+                                   "reward_model_id": reward_id}
+        first_two = list(session.scalars(select(Prompt.id).order_by(Prompt.id)))[:2]
+        [best_of] = queue_sampling(session=session, project=project, prompt_ids=first_two)
+        session.commit()
+        best_of_id = best_of.id
+    sampled = _run(engine, worker_settings, best_of_id)
+    assert sampled.result["tasks"] == 2 and sampled.result["draws"] >= 10
+    with Session(engine) as session:
+        for task in session.scalars(select(Task).where(Task.id > 6)):
+            rows = session.execute(
+                select(Completion.text, Completion.sampling_params, CompletionScore.score)
+                .join(TaskCompletion, TaskCompletion.completion_id == Completion.id)
+                .join(CompletionScore, CompletionScore.completion_id == Completion.id)
+                .where(TaskCompletion.task_id == task.id, CompletionScore.model_version_id == reward_id)
+                .order_by(TaskCompletion.position)).all()
+            assert len(rows) == 3 and [r[2] for r in rows] == sorted((r[2] for r in rows), reverse=True)
+            assert rows[0][1]["best_of"] == 5 and rows[0][1]["reward_model_id"] == reward_id
+            # The kept scores are what the reward model gives these texts.
+            [again] = score_completions(reward_path=str(Path(reward_path)), prompts=[
+                [{"role": "user", "content": session.get(Prompt, task.prompt_id).text}]],
+                completions=[[r[0] for r in rows]])
+            assert again == pytest.approx([r[2] for r in rows], abs=1e-4)
+            drawn = session.scalar(select(func.count()).select_from(Completion).where(
+                Completion.prompt_id == task.prompt_id, Completion.model_version_id == policy_id))
+            assert drawn == 3 + 3  # the labeled task's three and the three kept (the rest are not stored)
+        project = session.get(Project, project_id)
+        project.sampling_params = {"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 5}
+        session.commit()
 
     with Session(engine) as session:
         project = session.get(Project, project_id)
@@ -120,14 +154,13 @@ def test_reward_dpo_and_score_jobs_register_what_they_make(engine, worker_settin
         promote(model=dpo, project=project)
         [sample] = queue_sampling(session=session, project=project,
                                   prompt_ids=list(session.scalars(select(Prompt.id).order_by(Prompt.id)))[:2])
-        project.sampling_params = {**project.sampling_params, "temperature": 1.0, "max_new_tokens": 5}
         session.commit()
         sample_id, dpo_id = sample.id, dpo.id
     assert _run(engine, worker_settings, sample_id).result["tasks"] == 2
     with Session(engine) as session:
         versions = set(session.scalars(select(Completion.model_version_id).join(
             TaskCompletion, TaskCompletion.completion_id == Completion.id).join(Task, Task.id == TaskCompletion.task_id)
-            .where(Task.id > 6)))
+            .where(Task.id > 8)))
         assert versions == {dpo_id}
 
 
