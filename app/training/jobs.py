@@ -7,10 +7,9 @@ with exactly one model version per job (`created_by_job_id` is unique).
 """
 
 import json
-import logging
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -28,8 +27,6 @@ from app.models.service import store_scores
 from app.prompts.models import Completion, Prompt
 from app.training.items import RankedItem, TrainingError, split_by_prompt
 
-log = logging.getLogger("preflab.training")
-
 METRIC_FLUSH_SECONDS = 1.0  # curve points are committed at most this often (and at the end)
 SCORE_CHUNK = 256  # completions per scoring call (each loads the reward model); the lease check comes between
 
@@ -38,7 +35,7 @@ def attempt_dir(models_dir: Path, job_id: int, attempt: int) -> Path:
     return models_dir / "trained" / f"job{job_id}" / f"attempt{attempt}"
 
 
-def ranked_items(rows: Iterator[dict[str, Any]]) -> list[RankedItem]:
+def ranked_items(rows: Iterable[dict[str, Any]]) -> list[RankedItem]:
     """One RankedItem per judgment of a rankings export (completions in the task's order, ranks 1 = best)."""
     items = []
     for row in rows:
