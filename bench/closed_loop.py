@@ -89,12 +89,12 @@ def texts_by_prompt(client: Any, headers: dict[str, str], project_id: int, model
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train-prompts", type=int, default=24)
-    parser.add_argument("--eval-prompts", type=int, default=16)
+    parser.add_argument("--train-prompts", type=int, default=16)
+    parser.add_argument("--eval-prompts", type=int, default=8)
     parser.add_argument("--k", type=int, default=4)
     parser.add_argument("--labelers", type=int, default=3)
     parser.add_argument("--noise", type=float, default=3.0, help="labelers' noise, in words (standard deviation)")
-    parser.add_argument("--max-new-tokens", type=int, default=40)
+    parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--dpo", default='{"lr": 1e-5, "beta": 0.1, "epochs": 3, "batch_judgments": 4, '
                                         '"max_length": 128, "eval_fraction": 0.15}')
     parser.add_argument("--rm", default='{"lr": 3e-5, "epochs": 1, "batch_judgments": 4, "max_length": 128, '
