@@ -31,6 +31,14 @@ from tests.training.helpers import labeled_project
 FAST = {"max_steps": 3, "epochs": 2, "batch_judgments": 2, "max_length": 64, "eval_fraction": 0.34}
 
 
+@pytest.fixture(autouse=True)
+def _fresh_accelerate_state():
+    """Trainers in other tests of this process (TRL's) may have set accelerate's global state otherwise."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
 @pytest.fixture
 def engine(fresh_database_url):
     engine = make_engine(fresh_database_url)
