@@ -13,6 +13,7 @@ Prints one JSON line last.
 import argparse
 import json
 import random
+import shutil
 import tempfile
 import threading
 import time
@@ -121,8 +122,9 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="preflab-loop-"))
     models_dir = Settings().policy_dir
     url = f"sqlite:///{tmp / 'loop.db'}"
+    # Trained models go to the throwaway folder; the default policy's row points at the bundled GGUF.
     settings = Settings(data_dir=tmp, database_url=url, secret_key="closed-loop-bench-" + "k" * 32,
-                        models_dir=models_dir, ready_tasks=0, job_lease_seconds=600)
+                        models_dir=tmp / "models", ready_tasks=0, job_lease_seconds=600)
     migrate.upgrade(url)
     engine = make_engine(url)
     with Session(engine) as session:
@@ -241,6 +243,7 @@ def main() -> None:
     worker.join(timeout=60)
     figures["seconds"] = {k: round(v, 1) for k, v in timings.items()}
     figures["total_s"] = round(time.monotonic() - started, 1)
+    shutil.rmtree(tmp, ignore_errors=True)
     print(json.dumps(figures))
 
 

@@ -23,10 +23,11 @@ def test_dpo_job_on_the_default_policy_saves_a_model_that_reloads_and_generates(
     gguf = default_policy_file()
     url = f"sqlite:///{tmp_path / 'e2e.db'}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFLAB_")}
+    # Trained models go to this test's models folder; the base model row points at the bundled GGUF.
     env.update(PREFLAB_DATABASE_URL=url, PREFLAB_DATA_DIR=str(tmp_path), PREFLAB_SECRET_KEY=TEST_SECRET,
-               PREFLAB_MODELS_DIR=str(gguf.parent.parent), PREFLAB_READY_TASKS="0")
+               PREFLAB_MODELS_DIR=str(tmp_path / "models"), PREFLAB_READY_TASKS="0")
     subprocess.run([sys.executable, "-m", "app.cli", "migrate"], env=env, check=True, capture_output=True)
-    settings = Settings(data_dir=tmp_path, database_url=url, secret_key=TEST_SECRET, models_dir=gguf.parent.parent)
+    settings = Settings(data_dir=tmp_path, database_url=url, secret_key=TEST_SECRET, models_dir=tmp_path / "models")
     engine = make_engine(url)
     with Session(engine) as session:
         labeled = labeled_project(session, "unused", prompts=4, k=2)
@@ -60,6 +61,7 @@ def test_dpo_job_on_the_default_policy_saves_a_model_that_reloads_and_generates(
         assert (model.role, model.parent_id) == (ModelRole.dpo, default_id)
         assert model.metrics["steps"] == 2 and 0 <= model.metrics["eval/rewards/accuracies"] <= 1
         path = model.path
+        assert path.startswith(str(tmp_path / "models" / "trained"))
     engine.dispose()
     # Saved from a GGUF-loaded model, the folder is a plain transformers model that generates.
     import torch
