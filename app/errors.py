@@ -4,6 +4,8 @@ import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.routing import APIRoute, APIRouter
+from pydantic import BaseModel
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlalchemy.exc import OperationalError
@@ -60,6 +62,41 @@ HTTP_CODES = {
     405: "method_not_allowed", 409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type",
     422: "invalid", 429: "too_many_requests", 503: "unavailable",
 }
+
+
+class ErrorInfo(BaseModel):
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorResponse(BaseModel):
+    """The body of every API error: {"error": {"code": ..., "message": ..., "details": ...}}."""
+
+    error: ErrorInfo
+
+
+# What any API route may answer besides its own results (authentication, scopes and CSRF, unknown
+# ids, bad input, rate limits, the database restarting); writes may also conflict or be too large.
+_ERROR_DESCRIPTIONS = {
+    401: "No, bad or revoked credentials", 403: "Not allowed for this account, token scope or CSRF token",
+    404: "No such resource (or not visible to this account)", 409: "Conflicts with the resource's current state",
+    413: "Request body too large", 422: "Invalid input; the message names each bad field",
+    429: "Too many requests; retry after Retry-After seconds",
+    503: "The database is unavailable or busy; nothing was saved, retry after Retry-After seconds",
+}
+_WRITE_ONLY = frozenset({409, 413})
+
+
+def document_errors(router: APIRouter) -> None:
+    """Add the error answers every API route can give to its OpenAPI responses (a route's own win)."""
+    for route in router.routes:
+        if not isinstance(route, APIRoute):
+            continue
+        writes = bool(route.methods - {"GET", "HEAD"})
+        errors = {status: {"model": ErrorResponse, "description": description}
+                  for status, description in _ERROR_DESCRIPTIONS.items() if writes or status not in _WRITE_ONLY}
+        route.responses = {**errors, **route.responses}
 
 
 def wants_json(request: Request) -> bool:
