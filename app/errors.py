@@ -8,7 +8,7 @@ from fastapi.routing import APIRoute, APIRouter
 from pydantic import BaseModel
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -156,6 +156,13 @@ def install_error_handlers(app: FastAPI) -> None:
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
         message, details = describe_validation_errors(list(exc.errors()))
         return render_error(request, 422, "invalid", message, details)
+
+    @app.exception_handler(DataError)
+    async def unstorable_value(request: Request, exc: DataError) -> Response:
+        # PostgreSQL refused a value that validation let through (a NUL character in a text, a number beyond a
+        # column's range); the request's transaction is rolled back, so nothing was written.
+        reason = str(exc.orig).splitlines()[0] if exc.orig is not None else "the database refused a value"
+        return render_error(request, 422, "invalid_value", f"a value cannot be stored: {reason}")
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(PoolTimeout)
