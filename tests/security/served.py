@@ -9,13 +9,18 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.db import make_engine
+from app.labeling.models import Judgment
+from app.labeling.service import integrity_report
 from app.users.models import Role, Scope
 from tests.factories import make_admin, make_project, make_tasks, make_token, make_user
 
@@ -65,6 +70,34 @@ class WebProcess:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(timeout=30)
+
+
+@contextmanager
+def labeling_service(database_url: str, data_dir: Path, *, labelers: int = 10) -> Iterator[tuple[WebProcess, int,
+                                                                                                  list[str]]]:
+    """A seeded project (300 tasks of K=3, 2 labels each) served by a WebProcess; yields it, the project and tokens."""
+    project_id, tokens = seed_labeling(database_url, labelers=labelers, tasks=300, k=3, per_task=2)
+    web = WebProcess(database_url, data_dir)
+    web.start()
+    try:
+        yield web, project_id, tokens
+    finally:
+        web.stop()
+
+
+def stored_judgments(database_url: str, project_id: int, record: "Record") -> dict[str, int]:
+    """The stored judgments by Idempotency-Key, after checking that every acknowledged one is there, that the others
+    were in flight, and that nothing is half-written, miscounted, over-collected or duplicated."""
+    engine = make_engine(database_url)
+    with Session(engine) as db:
+        stored = dict(db.execute(select(Judgment.idempotency_key, Judgment.id)).all())
+        report = integrity_report(session=db, project_id=project_id)
+    engine.dispose()
+    assert {key: stored.get(key) for key in record.acknowledged} == record.acknowledged
+    assert set(stored) - set(record.acknowledged) <= {s.key for s in record.unanswered}
+    assert report == {"judgments": len(stored), "half_written": 0, "counter_mismatch": 0, "over_collected": 0,
+                      "duplicated": 0}
+    return stored
 
 
 def seed_labeling(database_url: str, *, labelers: int, tasks: int, k: int, per_task: int) -> tuple[int, list[str]]:

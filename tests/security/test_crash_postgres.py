@@ -15,14 +15,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, select, text
-from sqlalchemy.orm import Session
+from sqlalchemy import create_engine, text
 
 from app import migrate
-from app.db import make_engine
-from app.labeling.models import Judgment
-from app.labeling.service import integrity_report
-from tests.security.served import Labelers, WebProcess, free_port, seed_labeling
+from tests.security.served import Labelers, free_port, labeling_service, stored_judgments
 
 
 class PrivatePostgres:
@@ -91,10 +87,7 @@ def test_postgres_restart_under_load_answers_503_then_recovers(private_postgres,
     admin.dispose()
     url = private_postgres.url.rsplit("/", 1)[0] + "/preflab"
     migrate.upgrade(url)
-    project_id, tokens = seed_labeling(url, labelers=10, tasks=300, k=3, per_task=2)
-    web = WebProcess(url, tmp_path / "data")
-    web.start()
-    try:
+    with labeling_service(url, tmp_path / "data") as (web, project_id, tokens):
         with Labelers(web.base, project_id, tokens) as labelers:
             labelers.wait_for(acknowledged=20, timeout=60)
             down = time.monotonic()
@@ -116,15 +109,4 @@ def test_postgres_restart_under_load_answers_503_then_recovers(private_postgres,
         answered_again = min(at for at, _, status in record.statuses if at > back and status < 300)
         assert answered_again - back < 10
         assert len(record.acknowledged) >= before + 10  # labeling goes on after the restart
-
-        engine = make_engine(url)
-        with Session(engine) as db:
-            stored = dict(db.execute(select(Judgment.idempotency_key, Judgment.id)).all())
-            assert {key: stored.get(key) for key in record.acknowledged} == record.acknowledged
-            assert set(stored) - set(record.acknowledged) <= {s.key for s in record.unanswered}
-            assert integrity_report(session=db, project_id=project_id) == {
-                "judgments": len(stored), "half_written": 0, "counter_mismatch": 0, "over_collected": 0,
-                "duplicated": 0}
-        engine.dispose()
-    finally:
-        web.stop()
+        stored_judgments(url, project_id, record)
