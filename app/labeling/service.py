@@ -128,7 +128,8 @@ def integrity_report(*, session: Session, project_id: int | None = None) -> dict
         over_collected += row.judgments > row.labels_needed and not row.gold
     duplicated = 0
     for columns in ((Judgment.task_id, Judgment.user_id), (Judgment.user_id, Judgment.idempotency_key)):
-        groups = scoped(select(func.count().label("n")).group_by(*columns), Judgment.task_id).subquery()
+        groups = scoped(select(func.count().label("n")).select_from(Judgment).group_by(*columns),
+                        Judgment.task_id).subquery()
         duplicated += session.scalar(select(func.coalesce(func.sum(groups.c.n - 1), 0))) or 0
     return {"judgments": judgments, "half_written": half_written, "counter_mismatch": counter_mismatch,
             "over_collected": over_collected, "duplicated": int(duplicated)}
