@@ -79,13 +79,14 @@ class ErrorResponse(BaseModel):
 # What any API route may answer besides its own results (authentication, scopes and CSRF, unknown
 # ids, bad input, rate limits, the database restarting); writes may also conflict or be too large.
 _ERROR_DESCRIPTIONS = {
+    400: "The body is not well-formed (JSON that does not parse)",
     401: "No, bad or revoked credentials", 403: "Not allowed for this account, token scope or CSRF token",
     404: "No such resource (or not visible to this account)", 409: "Conflicts with the resource's current state",
     413: "Request body too large", 422: "Invalid input; the message names each bad field",
     429: "Too many requests; retry after Retry-After seconds",
     503: "The database is unavailable or busy; nothing was saved, retry after Retry-After seconds",
 }
-_WRITE_ONLY = frozenset({409, 413})
+_WRITE_ONLY = frozenset({400, 409, 413})
 
 
 def document_errors(router: APIRouter) -> None:
