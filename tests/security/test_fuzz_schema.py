@@ -1,6 +1,6 @@
-"""Schema fuzzing: schemathesis sends generated requests to every operation of /openapi.json, in process, as an
-admin (with an admin and with a read token) and as a labeler; no answer may be a 5xx, and every answer must match the documented status codes,
-content types, headers and body schemas."""
+"""Schema fuzzing: schemathesis sends generated requests to every operation of /openapi.json, in process, as
+an admin (with an admin and with a read token) and as a labeler; no answer may be a 5xx, and every answer must
+match the documented status codes, content types, headers and body schemas."""
 
 import pytest
 import schemathesis
