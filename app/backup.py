@@ -8,6 +8,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, inspect
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import OperationalError
 
 
 class BackupError(Exception):
@@ -58,6 +59,9 @@ def restore_database(backup: Path, database_url: str) -> None:
     engine = create_engine(url)
     try:
         tables = inspect(engine).get_table_names()
+    except OperationalError as exc:
+        raise BackupError(f"cannot open {url.render_as_string(hide_password=True)} (create the database first): "
+                          f"{str(exc.orig).strip().splitlines()[0] if exc.orig else exc}") from None
     finally:
         engine.dispose()
     if tables:

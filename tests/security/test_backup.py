@@ -1,15 +1,19 @@
 """Backup and restore: a labeled project backed up with `preflab backup`, restored with `preflab restore` into a
 new database, exports the same bytes as before."""
 
+import uuid
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
+from app.backup import BackupError, restore_database
 from app.config import Settings
 from app.db import make_engine
 from app.main import create_app
+from tests.conftest import PG_SERVER_URL, POSTGRES
 from tests.export.planted import plant
 from tests.test_cli import SECRET, preflab
 
@@ -61,3 +65,20 @@ def test_backup_then_restore_exports_the_same_bytes(fresh_database_url, empty_da
 
     twice = preflab("restore", str(backup), url=empty_database_url, data_dir=tmp_path)
     assert twice.returncode == 1 and "already has tables" in twice.stderr
+
+
+def test_restore_into_a_missing_database_says_to_create_it(tmp_path):
+    backup = tmp_path / "preflab.backup"
+    backup.write_bytes(b"PGDMP")
+    missing = make_url(PG_SERVER_URL).set(database=f"preflab_missing_{uuid.uuid4().hex[:8]}")
+    if not POSTGRES:
+        pytest.skip("no PostgreSQL server answers")
+    with pytest.raises(BackupError, match=f'create the database first.*database "{missing.database}" does not exist'):
+        restore_database(backup, missing.render_as_string(hide_password=False))
+
+
+def test_a_file_that_is_not_a_sqlite_backup_is_refused(tmp_path):
+    backup = tmp_path / "notes.txt"
+    backup.write_text("not a database, " * 100)
+    with pytest.raises(BackupError, match="is not a SQLite backup"):
+        restore_database(backup, f"sqlite:///{tmp_path / 'new.db'}")
