@@ -4,10 +4,10 @@ import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.routing import APIRoute, APIRouter
-from pydantic import BaseModel
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute, APIRouter
+from pydantic import BaseModel
 from sqlalchemy.exc import DataError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
