@@ -16,8 +16,8 @@ from tests.export.planted import plant
 
 # Examples per operation and role, of valid requests and of requests that break the schema (bad types, missing
 # fields, malformed bodies: they must get a documented 4xx). About 15-40 s per backend and token on this 2-core
-# machine while other work runs (load 5 to 8). Longer random runs (60 to 150 per operation) found the two bugs fixed with tests
-# below.
+# machine while other work runs (load 5 to 8). Longer random runs (60 to 150 per operation) found the two bugs
+# fixed with tests below.
 EXAMPLES = {GenerationMode.POSITIVE: 8, GenerationMode.NEGATIVE: 4}
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
           response_schema_conformance]
