@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from app.policy.base import PolicyError, PromptSpec
@@ -247,8 +248,9 @@ class CompletionLogps(nn.Module):
         # Position t predicts completion token t: the prompt's last state predicts token 0.
         predictors = torch.cat([prompt_last.expand(k, -1).unsqueeze(1), hidden[:, :width - 1]], dim=1)
         mask = torch.arange(width, device=completions.device).unsqueeze(0) < lengths.unsqueeze(1)
-        # The LM head only at completion positions, and no full-vocabulary log_softmax kept around.
-        logits = self.model.get_output_embeddings()(predictors[mask]).float()
+        # The LM head only at completion positions, in float32 even under bf16 autocast (log-ratios of
+        # long sums are sensitive), and no full-vocabulary log_softmax kept around.
+        logits = _float32_linear(self.model.get_output_embeddings(), predictors[mask])
         token_logps = logits.gather(1, completions[mask].unsqueeze(1)).squeeze(1) - torch.logsumexp(logits, dim=1)
         rows = torch.arange(k, device=completions.device).unsqueeze(1).expand(k, width)[mask]
         return torch.zeros(k, device=completions.device, dtype=torch.float32).index_add(0, rows, token_logps)
@@ -264,7 +266,13 @@ class CompletionRewards(nn.Module):
     def forward(self, prompt: torch.Tensor, completions: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         _, hidden = grouped_hidden(self.model.base_model, prompt, completions)
         last = hidden[torch.arange(completions.shape[0], device=completions.device), lengths - 1]
-        return self.model.score(last).float().squeeze(-1)
+        return _float32_linear(self.model.score, last).squeeze(-1)
+
+
+def _float32_linear(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        bias = None if layer.bias is None else layer.bias.float()
+        return F.linear(x.float(), layer.weight.float(), bias)
 
 
 # --- the step loop --------------------------------------------------------------------------------------
@@ -373,7 +381,8 @@ def train_loop(*, accelerator: Any, module: nn.Module, n_train: int, train_terms
 
     Each judgment's loss is backpropagated as soon as it is computed (scaled by 1 / judgments per step),
     so only one judgment's activations are alive at a time; DDP syncs gradients on the step's last one.
-    Calls should_stop before every step and on_step after it (and after each epoch's evaluation).
+    Calls should_stop before every step and, on the main process, on_step after it (and after each
+    epoch's evaluation, which the main process runs alone).
     """
     schedule = make_schedule(n_train, params, accelerator.num_processes)
     optimizer = make_optimizer(list(module.parameters()), lr=params.lr, weight_decay=params.weight_decay,
@@ -401,7 +410,7 @@ def train_loop(*, accelerator: Any, module: nn.Module, n_train: int, train_terms
             optimizer.zero_grad(set_to_none=True)
             step += 1
             last = stats.figures()
-            if on_step is not None:
+            if on_step is not None and accelerator.is_main_process:
                 on_step({"step": step, "total_steps": schedule.total_steps, "epoch": epoch + 1, "lr": lr,
                          "pairs": stats.pairs, **last})
         if n_eval and accelerator.is_main_process:
