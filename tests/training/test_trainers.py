@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from app.training.dpo import train_dpo
-from app.training.items import RankedItem, split_by_prompt
+from app.training.items import RankedItem, TrainingError, split_by_prompt
 from app.training.params import DPOParams, RewardParams
 from app.training.reward import train_reward_model
 from app.training.score import score_completions
@@ -71,6 +71,13 @@ def test_reward_model_is_centred_on_its_training_set(tiny_model_dir, tmp_path):
     flat = [s for row in scores for s in row]
     assert len(flat) == 36 and abs(sum(flat) / len(flat)) < 1e-4
     assert max(flat) - min(flat) > 1e-3
+    from app.training.score import load_scorer
+
+    assert load_scorer(str(tmp_path / "rm"), "cpu") is load_scorer(str(tmp_path / "rm"), "cpu")  # kept loaded
+    assert score_completions(reward_path=str(tmp_path / "rm"), prompts=[items[0].prompt, "other"],
+                             completions=[items[0].completions[:1], []]) == [pytest.approx(scores[0][:1]), []]
+    with pytest.raises(TrainingError, match="no config.json"):
+        score_completions(reward_path=str(tmp_path), prompts=["p"], completions=[["c"]])
 
 
 def test_dpo_learns_shorter_wins_and_saves_a_causal_lm(tiny_model_dir, tmp_path):
