@@ -43,11 +43,12 @@ def load_causal_lm(base_path: str) -> Any:
     return rebuild(AutoModelForCausalLM, model) if Path(base_path).suffix == ".gguf" else model
 
 
-def load_reward_model(base_path: str, pad_id: int) -> Any:
-    """A sequence classifier (one label) on the base model's backbone, with a freshly initialised score head."""
+def load_reward_model(base_path: str, pad_id: int, seed: int = 0) -> Any:
+    """A sequence classifier (one label) on the base model's backbone, with a score head drawn from seed."""
     from transformers import AutoModelForSequenceClassification
 
-    return rebuild(AutoModelForSequenceClassification, _load_raw(base_path), num_labels=1, pad_token_id=pad_id)
+    return rebuild(AutoModelForSequenceClassification, _load_raw(base_path), seed=seed, num_labels=1,
+                   pad_token_id=pad_id)
 
 
 def _load_raw(base_path: str) -> Any:
@@ -64,7 +65,7 @@ def _load_raw(base_path: str) -> Any:
         raise TrainingError(f"could not load the model {base_path!r}: {exc}") from exc
 
 
-def rebuild(cls: Any, model: Any, **config_changes: Any) -> Any:
+def rebuild(cls: Any, model: Any, *, seed: int = 0, **config_changes: Any) -> Any:
     """The same weights in a fresh model of class cls (GGUF-loaded models refuse save_pretrained).
 
     Weights the new class has and the old one lacks (a score head) keep their fresh initialisation.
@@ -74,8 +75,9 @@ def rebuild(cls: Any, model: Any, **config_changes: Any) -> Any:
         del config.quantization_config
     for key, value in config_changes.items():
         setattr(config, key, value)
-    torch.manual_seed(0)  # the fresh head's initialisation does not depend on earlier random draws
-    fresh = cls.from_config(config, dtype=torch.float32)
+    with torch.random.fork_rng(devices=[]):  # a new head's initialisation depends on the seed alone
+        torch.manual_seed(seed)
+        fresh = cls.from_config(config, dtype=torch.float32)
     result = fresh.load_state_dict(model.state_dict(), strict=False)
     expected_missing = {name for name in fresh.state_dict() if name.startswith("score.")}
     missing = set(result.missing_keys) - expected_missing
@@ -109,7 +111,7 @@ def make_accelerator(device: str) -> Any:
     return Accelerator(cpu=not on_cuda, mixed_precision="bf16" if on_cuda else "no")
 
 
-def make_optimizer(params: list[nn.Parameter], *, lr: float, weight_decay: float, device: str) -> torch.optim.Optimizer:
+def make_optimizer(params: list[nn.Parameter], *, lr: float, weight_decay: float) -> torch.optim.Optimizer:
     """AdamW, fused where the device supports it, else the multi-tensor (foreach) kernel."""
     try:
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
@@ -375,7 +377,7 @@ class LoopResult:
 
 
 def train_loop(*, accelerator: Any, module: nn.Module, n_train: int, train_terms: ItemTerms, n_eval: int,
-               eval_terms: ItemTerms, names: tuple[str, ...], params: _TrainParams, device: str,
+               eval_terms: ItemTerms, names: tuple[str, ...], params: _TrainParams,
                on_step: Callable[[dict], None] | None, should_stop: Callable[[], None] | None) -> LoopResult:
     """AdamW with linear decay; one judgment per forward, batch_judgments x grad_accum judgments a step.
 
@@ -385,8 +387,7 @@ def train_loop(*, accelerator: Any, module: nn.Module, n_train: int, train_terms
     epoch's evaluation, which the main process runs alone).
     """
     schedule = make_schedule(n_train, params, accelerator.num_processes)
-    optimizer = make_optimizer(list(module.parameters()), lr=params.lr, weight_decay=params.weight_decay,
-                               device=device)
+    optimizer = make_optimizer(list(module.parameters()), lr=params.lr, weight_decay=params.weight_decay)
     module, optimizer = accelerator.prepare(module, optimizer)
     scheduler = linear_lr(optimizer, schedule.total_steps)
     module.train()
