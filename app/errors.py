@@ -83,12 +83,9 @@ def render_error(request: Request, status: int, code: str, message: str, details
         return RedirectResponse(f"/login?next={_quote(target)}", status_code=303)
     from app.pages import render  # pages import deps, which import this module
 
-    response = render(request, "errors/error.html",
-                      {"status": status, "code": code, "message": message, "details": details},
-                      status_code=status)
-    if headers:
-        response.headers.update(headers)
-    return response
+    return render(request, "errors/error.html",
+                  {"status": status, "code": code, "message": message, "details": details},
+                  status_code=status, headers=headers)
 
 
 def _quote(value: str) -> str:

@@ -51,9 +51,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Added last runs first: body limit, then security headers, then the session cookie.
     app.add_middleware(
         SessionMiddleware, secret_key=secret_key, session_cookie="preflab_session",
-        max_age=settings.session_days * 86400, same_site="lax", https_only=settings.secure_cookies,
+        max_age=settings.session_days * 86400, same_site="lax",
     )
-    app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware, secure_cookies=settings.secure_cookies)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
 

@@ -62,13 +62,21 @@ class BodyLimitMiddleware:
 
 
 class SecurityHeadersMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    """Security headers on every response; cookies marked Secure on https (or always, when configured).
+
+    The scheme is the connection's, or the X-Forwarded-Proto of a proxy named in PREFLAB_TRUSTED_PROXIES
+    (uvicorn rewrites it only for those).
+    """
+
+    def __init__(self, app: ASGIApp, secure_cookies: bool = False) -> None:
         self.app = app
+        self.secure_cookies = secure_cookies
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        secure = self.secure_cookies or scope.get("scheme") == "https"
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -77,6 +85,14 @@ class SecurityHeadersMiddleware:
                 headers.setdefault("x-content-type-options", "nosniff")
                 headers.setdefault("x-frame-options", "DENY")
                 headers.setdefault("referrer-policy", "same-origin")
+                if secure:
+                    message["headers"] = [_secure_cookie(name, value) for name, value in message["headers"]]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def _secure_cookie(name: bytes, value: bytes) -> tuple[bytes, bytes]:
+    if name.lower() == b"set-cookie" and b"; secure" not in value.lower():
+        return name, value + b"; secure"
+    return name, value

@@ -1,12 +1,16 @@
 """Login, logout, accounts and API tokens: pages and /api/v1."""
 
+import math
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from app.db import next_cursor
-from app.deps import AdminReader, AdminUser, CurrentUser, CursorQuery, LabelingUser, OptionalPrincipal, SessionDep, log_in
+from app.deps import (
+    AdminReader, AdminUser, CurrentPrincipal, CurrentUser, CursorQuery, LabelingUser, OptionalPrincipal, SessionDep, SettingsDep, log_in,
+)
 from app.errors import DomainError
 from app.pages import render
 from app.users import service
@@ -55,8 +59,9 @@ def list_tokens(session: SessionDep, user: CurrentUser, cursor: CursorQuery = No
 
 @api.post("/tokens", response_model=TokenCreated, status_code=201,
           summary="Create an API token; the response holds it once")
-def create_token(body: TokenCreate, session: SessionDep, user: CurrentUser) -> TokenCreated:
-    token, plain = service.create_token(session=session, user=user, name=body.name, scope=body.scope)
+def create_token(body: TokenCreate, session: SessionDep, principal: CurrentPrincipal) -> TokenCreated:
+    token, plain = service.create_token(session=session, user=principal.user, name=body.name, scope=body.scope,
+                                        caller_scope=principal.scope)
     session.commit()
     return TokenCreated(**TokenRead.model_validate(token).model_dump(), token=plain)
 
@@ -83,14 +88,30 @@ def login_page(request: Request, principal: OptionalPrincipal, next: str = "/") 
 
 
 @pages.post("/login")
-def login_submit(request: Request, session: SessionDep, username: Annotated[str, Form(max_length=64)],
-                 password: Annotated[str, Form(max_length=1024)],
+def login_submit(request: Request, session: SessionDep, settings: SettingsDep,
+                 username: Annotated[str, Form(max_length=64)], password: Annotated[str, Form(max_length=1024)],
                  next: Annotated[str, Form(max_length=2000)] = "/") -> Response:
+    # The client address is the proxy's X-Forwarded-For only when PREFLAB_TRUSTED_PROXIES names it.
+    address = request.client.host if request.client else None
+    window = timedelta(seconds=settings.login_window_seconds)
+    context = {"next": _safe_next(next), "username": username}
+    retry_after = service.login_retry_after(
+        session=session, username=username, address=address, max_per_user=settings.login_max_failures,
+        max_per_address=settings.login_max_failures_per_address, window=window)
+    if retry_after is not None:
+        minutes = math.ceil(retry_after / 60)
+        return render(request, "users/login.html",
+                      {**context, "error": f"Too many failed logins. Try again in {minutes} minute"
+                                           f"{'' if minutes == 1 else 's'}."},
+                      status_code=429, headers={"Retry-After": str(retry_after)})
     user = service.authenticate(session=session, username=username, password=password)
     if user is None:
-        return render(request, "users/login.html",
-                      {"next": _safe_next(next), "error": "Wrong username or password.", "username": username},
+        session.rollback()  # a rehash or last_login_at is never half-kept
+        service.record_login_failure(session=session, username=username, address=address, window=window)
+        session.commit()
+        return render(request, "users/login.html", {**context, "error": "Wrong username or password."},
                       status_code=401)
+    service.clear_login_failures(session=session, username=username)
     session.commit()
     log_in(request, user)
     return RedirectResponse(_safe_next(next), status_code=303)
@@ -116,9 +137,11 @@ def account_page(request: Request, session: SessionDep, user: CurrentUser) -> Re
 
 
 @pages.post("/account/tokens")
-def account_create_token(request: Request, session: SessionDep, user: CurrentUser,
+def account_create_token(request: Request, session: SessionDep, principal: CurrentPrincipal,
                          name: Annotated[str, Form(max_length=100)], scope: Annotated[Scope, Form()]) -> Response:
-    token, plain = service.create_token(session=session, user=user, name=name, scope=scope)
+    user = principal.user
+    token, plain = service.create_token(session=session, user=user, name=name, scope=scope,
+                                        caller_scope=principal.scope)
     session.commit()
     # Shown in this response only; the page says so and the database keeps just a hash.
     return _account_page(request, session, user, new_token=plain, status_code=201)
