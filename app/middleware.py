@@ -1,6 +1,7 @@
-"""ASGI middleware: request body limits and security headers."""
+"""ASGI middleware: request body limits, NUL refusal and security headers."""
 
 import json
+import re
 
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
@@ -21,7 +22,42 @@ class BodyTooLarge(HTTPException):
                               "(PREFLAB_MAX_BODY_MB); split the upload")
 
 
-class BodyLimitMiddleware:
+NUL_MESSAGE = ("the request holds a NUL character (\\u0000 or %00), which no text field may contain "
+               "(PostgreSQL cannot store it); remove it and send again")
+
+
+class NulInRequest(HTTPException):
+    code = "nul_character"
+
+    def __init__(self) -> None:
+        super().__init__(422, NUL_MESSAGE)
+
+
+# A JSON \u0000 escape: preceded by an even number of backslashes (an odd one makes it the text "\u0000").
+_JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000", re.IGNORECASE)
+_PERCENT_NUL = re.compile(rb"%00")
+# Multipart forms are checked field by field once parsed (app/deps.py), so binary file parts stay possible.
+_SCANNED = {"application/json": _JSON_NUL, "application/x-ndjson": _JSON_NUL,
+            "application/x-www-form-urlencoded": _PERCENT_NUL}
+TAIL = 64  # bytes kept from the previous chunk, so an escape split across chunks is still seen
+
+
+def _body_pattern(content_type: str) -> re.Pattern[bytes] | None | bool:
+    """The escaped-NUL pattern for this body; True: only raw NUL bytes are refused; False: not scanned."""
+    media = content_type.split(";")[0].strip().lower()
+    if media in _SCANNED:
+        return _SCANNED[media]
+    if media.endswith("+json"):
+        return _JSON_NUL
+    return media.startswith("text/")
+
+
+class RequestGuardMiddleware:
+    """Bounds request bodies (413, early) and refuses NUL characters in query strings and text bodies (422).
+
+    Both are enforced while the body streams in, so neither needs the whole body in memory.
+    """
+
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
@@ -30,6 +66,7 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        content_type = ""
         for name, value in scope["headers"]:
             if name == b"content-length":
                 try:
@@ -37,25 +74,39 @@ class BodyLimitMiddleware:
                 except ValueError:
                     too_large = False
                 if too_large:
-                    await self._reject(scope, send)
+                    await self._reject(send, 413, "payload_too_large", BodyTooLarge(self.max_bytes).detail)
                     return
+            elif name == b"content-type":
+                content_type = value.decode("latin-1")
+        query = scope.get("query_string", b"")
+        if b"\x00" in query or _PERCENT_NUL.search(query):
+            await self._reject(send, 422, "nul_character", NUL_MESSAGE)
+            return
+        pattern = _body_pattern(content_type)
         received = 0
+        tail = b""
 
-        async def limited_receive() -> Message:
-            nonlocal received
+        async def guarded_receive() -> Message:
+            nonlocal received, tail
             message = await receive()
             if message["type"] == "http.request":
-                received += len(message.get("body", b""))
+                chunk = message.get("body", b"")
+                received += len(chunk)
                 if received > self.max_bytes:
                     raise BodyTooLarge(self.max_bytes)
+                if pattern is not False:
+                    window = tail + chunk
+                    if b"\x00" in chunk or (pattern is not True and pattern.search(window)):
+                        raise NulInRequest()
+                    tail = window[-TAIL:]
             return message
 
-        await self.app(scope, limited_receive, send)
+        await self.app(scope, guarded_receive, send)
 
-    async def _reject(self, scope: Scope, send: Send) -> None:
-        # Answered before the app runs, as JSON for pages too: no page form is ever this large.
-        body = json.dumps(error_body("payload_too_large", BodyTooLarge(self.max_bytes).detail)).encode()
-        await send({"type": "http.response.start", "status": 413,
+    async def _reject(self, send: Send, status: int, code: str, message: str) -> None:
+        # Answered before the app runs, as JSON for pages too: no page sends such a request.
+        body = json.dumps(error_body(code, message)).encode()
+        await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/json"),
                                 (b"content-length", str(len(body)).encode()), (b"connection", b"close")]})
         await send({"type": "http.response.body", "body": body})
