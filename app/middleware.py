@@ -127,7 +127,8 @@ class SecurityHeadersMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        secure = self.secure_cookies or scope.get("scheme") == "https"
+        https = scope.get("scheme") == "https"
+        secure = self.secure_cookies or https
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -136,6 +137,8 @@ class SecurityHeadersMiddleware:
                 headers.setdefault("x-content-type-options", "nosniff")
                 headers.setdefault("x-frame-options", "DENY")
                 headers.setdefault("referrer-policy", "same-origin")
+                if https:
+                    headers.setdefault("strict-transport-security", "max-age=31536000")
                 if secure:
                     message["headers"] = [_secure_cookie(name, value) for name, value in message["headers"]]
             await send(message)

@@ -1,6 +1,5 @@
 """Login, logout, accounts and API tokens: pages and /api/v1."""
 
-import math
 from datetime import timedelta
 from typing import Annotated
 
@@ -11,7 +10,7 @@ from app.db import next_cursor
 from app.deps import (
     AdminReader, AdminUser, CurrentPrincipal, CurrentUser, CursorQuery, LabelingUser, OptionalPrincipal, SessionDep, SettingsDep, log_in,
 )
-from app.errors import DomainError
+from app.errors import DomainError, TooManyAttempts
 from app.pages import render
 from app.users import service
 from app.users.models import Role, Scope
@@ -29,8 +28,9 @@ def read_me(user: CurrentUser) -> UserRead:
 
 
 @api.put("/me/password", status_code=204, summary="Change your password (ends your other browser sessions)")
-def change_password(body: PasswordChange, session: SessionDep, user: LabelingUser) -> Response:
-    service.change_password(session=session, user=user, current=body.current_password, new=body.new_password)
+def change_password(body: PasswordChange, request: Request, session: SessionDep, settings: SettingsDep,
+                    user: LabelingUser) -> Response:
+    _change_password(request, session, settings, user, body.current_password, body.new_password)
     session.commit()
     return Response(status_code=204)
 
@@ -91,30 +91,54 @@ def login_page(request: Request, principal: OptionalPrincipal, next: str = "/") 
 def login_submit(request: Request, session: SessionDep, settings: SettingsDep,
                  username: Annotated[str, Form(max_length=64)], password: Annotated[str, Form(max_length=1024)],
                  next: Annotated[str, Form(max_length=2000)] = "/") -> Response:
-    # The client address is the proxy's X-Forwarded-For only when PREFLAB_TRUSTED_PROXIES names it.
-    address = request.client.host if request.client else None
-    window = timedelta(seconds=settings.login_window_seconds)
     context = {"next": _safe_next(next), "username": username}
-    retry_after = service.login_retry_after(
-        session=session, username=username, address=address, max_per_user=settings.login_max_failures,
-        max_per_address=settings.login_max_failures_per_address, window=window)
-    if retry_after is not None:
-        minutes = math.ceil(retry_after / 60)
-        return render(request, "users/login.html",
-                      {**context, "error": f"Too many failed logins. Try again in {minutes} minute"
-                                           f"{'' if minutes == 1 else 's'}."},
-                      status_code=429, headers={"Retry-After": str(retry_after)})
+    try:
+        _check_guess_limit(request, session, settings, username)
+    except TooManyAttempts as exc:
+        return render(request, "users/login.html", {**context, "error": exc.message}, status_code=429,
+                      headers=exc.headers)
     user = service.authenticate(session=session, username=username, password=password)
     if user is None:
-        session.rollback()  # a rehash or last_login_at is never half-kept
-        service.record_login_failure(session=session, username=username, address=address, window=window)
-        session.commit()
+        _count_failed_guess(request, session, settings, username)
         return render(request, "users/login.html", {**context, "error": "Wrong username or password."},
                       status_code=401)
     service.clear_login_failures(session=session, username=username)
     session.commit()
     log_in(request, user)
     return RedirectResponse(_safe_next(next), status_code=303)
+
+
+def _address(request: Request) -> str | None:
+    # The proxy's X-Forwarded-For only when PREFLAB_TRUSTED_PROXIES names the proxy (uvicorn applies it).
+    return request.client.host if request.client else None
+
+
+def _check_guess_limit(request: Request, session: SessionDep, settings: SettingsDep, username: str) -> None:
+    """Refuse a password guess (a login, or the current password when changing it) over the limits."""
+    retry_after = service.login_retry_after(
+        session=session, username=username, address=_address(request), max_per_user=settings.login_max_failures,
+        max_per_address=settings.login_max_failures_per_address,
+        window=timedelta(seconds=settings.login_window_seconds))
+    if retry_after is not None:
+        raise TooManyAttempts(retry_after)
+
+
+def _count_failed_guess(request: Request, session: SessionDep, settings: SettingsDep, username: str) -> None:
+    session.rollback()  # whatever the request had started (a rehash, last_login_at) is not kept
+    service.record_login_failure(session=session, username=username, address=_address(request),
+                                 window=timedelta(seconds=settings.login_window_seconds))
+    session.commit()
+
+
+def _change_password(request: Request, session: SessionDep, settings: SettingsDep, user, current: str,
+                     new: str) -> None:
+    _check_guess_limit(request, session, settings, user.username)
+    try:
+        service.change_password(session=session, user=user, current=current, new=new)
+    except DomainError as exc:
+        if exc.code == "wrong_password":
+            _count_failed_guess(request, session, settings, user.username)
+        raise
 
 
 @pages.post("/logout")
@@ -155,13 +179,15 @@ def account_revoke_token(token_id: int, session: SessionDep, user: CurrentUser) 
 
 
 @pages.post("/account/password")
-def account_change_password(request: Request, session: SessionDep, user: CurrentUser,
+def account_change_password(request: Request, session: SessionDep, settings: SettingsDep, user: CurrentUser,
                             current_password: Annotated[str, Form(max_length=1024)],
                             new_password: Annotated[str, Form(max_length=1024)]) -> Response:
     try:
-        service.change_password(session=session, user=user, current=current_password, new=new_password)
+        _change_password(request, session, settings, user, current_password, new_password)
     except DomainError as exc:
-        return _account_page(request, session, user, error=exc.message, status_code=exc.status_code)
+        response = _account_page(request, session, user, error=exc.message, status_code=exc.status_code)
+        response.headers.update(exc.headers or {})
+        return response
     session.commit()
     log_in(request, user)  # keep this session; the new fingerprint ends the others
     return _account_page(request, session, user, notice="Password changed.")

@@ -95,11 +95,15 @@ def test_success_clears_the_username_and_the_window_expires(client, db):
 
 def test_session_cookie_flags(app, settings):
     with TestClient(app) as plain:
-        cookie = plain.get("/login").headers["set-cookie"].lower()
+        response = plain.get("/login")
+        cookie = response.headers["set-cookie"].lower()
         assert "httponly" in cookie and "samesite=lax" in cookie and "secure" not in cookie
+        assert "strict-transport-security" not in response.headers
     with TestClient(app, base_url="https://testserver") as https:
-        cookie = https.get("/login").headers["set-cookie"].lower()
+        response = https.get("/login")
+        cookie = response.headers["set-cookie"].lower()
         assert "httponly" in cookie and "samesite=lax" in cookie and cookie.endswith("; secure")
+        assert response.headers["strict-transport-security"] == "max-age=31536000"
     settings.secure_cookies = True
     forced = create_app(settings)
     with TestClient(forced) as plain:
@@ -169,3 +173,22 @@ def test_a_token_never_mints_a_broader_token(client, db):
     same = client.post("/api/v1/tokens", json={"name": "x", "scope": "read"},
                        headers=bearer(make_token(db, labeler, Scope.read)))
     assert same.status_code == 201
+
+
+def test_guessing_the_current_password_is_limited_too(client, db):
+    # A stolen session or token must not become a way to find out the password itself.
+    user = make_user(db, username="frank")
+    headers = bearer(make_token(db, user, Scope.label))
+    body = {"current_password": "wrong-password", "new_password": "a-new-password-1"}
+    assert [client.put("/api/v1/me/password", json=body, headers=headers).status_code for _ in range(3)] == [422] * 3
+    assert _failures(db, "user:frank") == 3
+    limited = client.put("/api/v1/me/password", json={**body, "current_password": PASSWORD}, headers=headers)
+    assert limited.status_code == 429 and limited.json()["error"]["code"] == "too_many_attempts"
+    assert 590 <= int(limited.headers["retry-after"]) <= 600
+    assert _try(client, "frank", PASSWORD).status_code == 429  # the form login shares the count
+    page = client.post("/account/password", data={**body, "current_password": PASSWORD}, headers=headers)
+    assert page.status_code == 429 and "Too many failed logins" in page.text and page.headers["retry-after"]
+    db.expire_all()
+    from app.users.service import authenticate
+
+    assert authenticate(session=db, username="frank", password=PASSWORD) is not None  # unchanged
