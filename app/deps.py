@@ -104,17 +104,14 @@ def _query_names(dependant: Dependant) -> frozenset[str]:
     return frozenset(names)
 
 
-_QUERY_NAMES: dict[int, frozenset[str]] = {}
-
-
 async def guard_request(request: Request) -> None:
     """Refuse API query parameters the route does not read (a filter on a field that is not
     offered would otherwise be ignored silently) and NUL characters in multipart form fields."""
     route = request.scope.get("route")
     if request.url.path.startswith("/api/") and route is not None and hasattr(route, "dependant"):
-        known = _QUERY_NAMES.get(id(route))
-        if known is None:
-            known = _QUERY_NAMES[id(route)] = _query_names(route.dependant)
+        known = getattr(route, "query_names", None)
+        if known is None:  # worked out once per route, and kept on it
+            known = route.query_names = _query_names(route.dependant)
         unknown = sorted(set(request.query_params) - known)
         if unknown:
             offered = ", ".join(sorted(known)) or "none"

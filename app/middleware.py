@@ -34,7 +34,7 @@ class NulInRequest(HTTPException):
 
 
 # A JSON \u0000 escape: preceded by an even number of backslashes (an odd one makes it the text "\u0000").
-_JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000", re.IGNORECASE)
+_JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 _PERCENT_NUL = re.compile(rb"%00")
 # Multipart forms are checked field by field once parsed (app/deps.py), so binary file parts stay possible.
 _SCANNED = {"application/json": _JSON_NUL, "application/x-ndjson": _JSON_NUL,
@@ -42,7 +42,7 @@ _SCANNED = {"application/json": _JSON_NUL, "application/x-ndjson": _JSON_NUL,
 TAIL = 64  # bytes kept from the previous chunk, so an escape split across chunks is still seen
 
 
-def _body_pattern(content_type: str) -> re.Pattern[bytes] | None | bool:
+def _body_pattern(content_type: str) -> re.Pattern[bytes] | bool:
     """The escaped-NUL pattern for this body; True: only raw NUL bytes are refused; False: not scanned."""
     media = content_type.split(";")[0].strip().lower()
     if media in _SCANNED:

@@ -282,32 +282,51 @@ def test_fifty_megabyte_body_is_refused_early_without_ballooning(app, client, db
     # No Content-Length: the limit must hold while the body streams in. The app is called directly
     # (TestClient would buffer the whole body first), so what is measured is the server's memory.
     chunk = (b'{"prompt": "' + b"x" * 65_000 + b'"}\n')
-    total = 50 * 1024 * 1024
+    tracemalloc.start()
+    status, body, sent = call_asgi(app, url, [chunk] * (50 * 1024 * 1024 // len(chunk)), admin_h)
+    _current, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert status == 413 and b"PREFLAB_MAX_BODY_MB" in body
+    assert sent <= 8 * 1024 * 1024 + len(chunk)  # reading stopped at the limit, not at 50 MB
+    assert peak < 24 * 1024 * 1024, f"peak {peak / 2**20:.1f} MiB while refusing a 50 MB body (limit 8 MiB)"
+    assert _prompt_count(db) == before
+
+
+def call_asgi(app, path: str, chunks: list[bytes], headers: dict[str, str],
+              content_type: bytes = b"application/x-ndjson") -> tuple[int, bytes, int]:
+    """POST a body in these chunks straight to the ASGI app: (status, response body, bytes the app read)."""
     sent = 0
+    pending = list(chunks)
     messages: list[dict] = []
 
     async def receive() -> dict:
         nonlocal sent
-        sent += len(chunk)
-        return {"type": "http.request", "body": chunk, "more_body": sent < total}
+        part = pending.pop(0) if pending else b""
+        sent += len(part)
+        return {"type": "http.request", "body": part, "more_body": bool(pending)}
 
     async def send(message: dict) -> None:
         messages.append(message)
 
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-             "path": url, "raw_path": url.encode(), "query_string": b"", "root_path": "",
-             "headers": [(b"host", b"testserver"), (b"content-type", b"application/x-ndjson"),
-                         (b"authorization", admin_h["Authorization"].encode())],
+             "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+             "headers": [(b"host", b"testserver"), (b"content-type", content_type),
+                         *((k.lower().encode(), v.encode()) for k, v in headers.items())],
              "client": ("127.0.0.1", 50000), "server": ("testserver", 80)}
-    tracemalloc.start()
     asyncio.run(app(scope, receive, send))
-    _current, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    assert messages[0]["status"] == 413
-    assert b"PREFLAB_MAX_BODY_MB" in b"".join(m.get("body", b"") for m in messages[1:])
-    assert sent <= 8 * 1024 * 1024 + len(chunk)  # reading stopped at the limit, not at 50 MB
-    assert peak < 24 * 1024 * 1024, f"peak {peak / 2**20:.1f} MiB while refusing a 50 MB body (limit 8 MiB)"
-    assert _prompt_count(db) == before
+    return messages[0]["status"], b"".join(m.get("body", b"") for m in messages[1:]), sent
+
+
+def test_nul_escape_split_across_chunks_is_still_seen(app, db, world, admin_h):
+    url = f"/api/v1/projects/{world.ids['project_a']}/prompts"
+    before = _prompt_count(db)
+    for cut in range(len(b'{"prompt": "a'), len(b'{"prompt": "a\\u0000') + 1):  # around the escape
+        line = b'{"prompt": "a\\u0000b"}\n'
+        status, body, _sent = call_asgi(app, url, [line[:cut], line[cut:]], admin_h)
+        assert status == 422 and b"nul_character" in body, (cut, body)
+    status, body, _sent = call_asgi(app, url, [b'{"prompt": "a\\\\u00', b'00b"}\n'], admin_h)
+    assert status == 201, body  # an escaped backslash, then the text "u0000"
+    assert _prompt_count(db) == before + 1
 
 
 def test_labeler_walking_another_projects_ids_gets_nothing(client, db, world):
