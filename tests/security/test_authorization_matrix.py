@@ -218,3 +218,22 @@ def test_authorization_matrix(client, db, settings, principal):
     assert wrong == [], f"{principal}:\n" + "\n".join(wrong)
     if principal in ("admin", "admin_token"):
         assert writes >= 25  # the dump sees what allowed requests change, so an unchanged dump means something
+
+
+@pytest.mark.parametrize("principal", ["admin", "member"])
+def test_every_state_change_by_cookie_needs_the_csrf_token(client, db, settings, principal):
+    world = build_world(db, settings)
+    principal_headers(client, db, world, principal)  # logged in; its CSRF token is not sent
+    before = dump(db)
+    unsafe = [(method, path) for method, path in MATRIX if method not in ("GET", "HEAD")]
+    assert len(unsafe) >= 40
+    for method, path in unsafe:
+        row = MATRIX[(method, path)]
+        body = row.json(world) if callable(row.json) else row.json
+        form = row.form(world) if callable(row.form) else row.form
+        response = client.request(method, _url(path, row, world), headers=row.headers, json=body, data=form,
+                                  files=row.files, follow_redirects=False)
+        assert response.status_code == 403, (method, path, response.status_code)
+        assert "CSRF" in response.text, (method, path)
+    assert dump(db) == before
+    assert client.get("/api/v1/me").status_code == 200  # still logged in: the refusals were about CSRF
