@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from app.config import Settings
 from app.db import MAX_ROW_ID, get_session
 from app.errors import Forbidden, Invalid, Unauthorized
-from app.middleware import NUL_MESSAGE
+from app.middleware import NUL_MESSAGE, NUL_SEEN
 from app.users.models import Scope, User
 from app.users.service import scope_allows, token_principal
 
@@ -106,7 +106,8 @@ def _query_names(dependant: Dependant) -> frozenset[str]:
 
 async def guard_request(request: Request) -> None:
     """Refuse API query parameters the route does not read (a filter on a field that is not
-    offered would otherwise be ignored silently) and NUL characters in multipart form fields."""
+    offered would otherwise be ignored silently), and NUL characters in form fields and in bodies
+    already read (FastAPI reads JSON bodies before dependencies; a route reading its own checks it)."""
     route = request.scope.get("route")
     if request.url.path.startswith("/api/") and route is not None and hasattr(route, "dependant"):
         known = getattr(route, "query_names", None)
@@ -117,10 +118,13 @@ async def guard_request(request: Request) -> None:
             offered = ", ".join(sorted(known)) or "none"
             raise Invalid(f"unknown query parameter{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
                           f"this route takes: {offered}", code="unknown_parameter")
-    if request.method in UNSAFE_METHODS and request.headers.get("content-type", "").startswith("multipart/form-data"):
+    if request.method in UNSAFE_METHODS and request.headers.get("content-type", "").startswith(
+            ("multipart/form-data", "application/x-www-form-urlencoded")):
         form = await request.form()
         if any(isinstance(value, str) and "\x00" in value for value in form.values()):
             raise Invalid(NUL_MESSAGE, code="nul_character")
+    if request.scope.get(NUL_SEEN):
+        raise Invalid(NUL_MESSAGE, code="nul_character")
 
 
 def optional_principal(request: Request, session: SessionDep) -> Principal | None:

@@ -24,39 +24,30 @@ class BodyTooLarge(HTTPException):
 
 NUL_MESSAGE = ("the request holds a NUL character (\\u0000 or %00), which no text field may contain "
                "(PostgreSQL cannot store it); remove it and send again")
-
-
-class NulInRequest(HTTPException):
-    code = "nul_character"
-
-    def __init__(self) -> None:
-        super().__init__(422, NUL_MESSAGE)
-
+# Set in the ASGI scope when a body held a NUL; app/deps.py refuses the request once the body is read.
+# Flagged rather than refused here, so a route that parses its own body (prompt import) can name the line.
+NUL_SEEN = "preflab.nul_in_body"
 
 # A JSON \u0000 escape: preceded by an even number of backslashes (an odd one makes it the text "\u0000").
 _JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 _PERCENT_NUL = re.compile(rb"%00")
-# Multipart forms are checked field by field once parsed (app/deps.py), so binary file parts stay possible.
-_SCANNED = {"application/json": _JSON_NUL, "application/x-ndjson": _JSON_NUL,
-            "application/x-www-form-urlencoded": _PERCENT_NUL}
 TAIL = 64  # bytes kept from the previous chunk, so an escape split across chunks is still seen
 
 
 def _body_pattern(content_type: str) -> re.Pattern[bytes] | bool:
-    """The escaped-NUL pattern for this body; True: only raw NUL bytes are refused; False: not scanned."""
+    """The escaped-NUL pattern for this body; True: only raw NUL bytes count; False: not scanned.
+
+    Forms are checked field by field once parsed (app/deps.py), so binary file parts stay possible.
+    """
     media = content_type.split(";")[0].strip().lower()
-    if media in _SCANNED:
-        return _SCANNED[media]
-    if media.endswith("+json"):
+    if media in ("application/json", "application/x-ndjson") or media.endswith("+json"):
         return _JSON_NUL
     return media.startswith("text/")
 
 
 class RequestGuardMiddleware:
-    """Bounds request bodies (413, early) and refuses NUL characters in query strings and text bodies (422).
-
-    Both are enforced while the body streams in, so neither needs the whole body in memory.
-    """
+    """Bounds request bodies (413, early), refuses NUL characters in query strings (422) and flags them
+    in JSON and text bodies; both are found while the body streams in, without holding it in memory."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -94,10 +85,10 @@ class RequestGuardMiddleware:
                 received += len(chunk)
                 if received > self.max_bytes:
                     raise BodyTooLarge(self.max_bytes)
-                if pattern is not False:
+                if pattern is not False and not scope.get(NUL_SEEN):
                     window = tail + chunk
                     if b"\x00" in chunk or (pattern is not True and pattern.search(window)):
-                        raise NulInRequest()
+                        scope[NUL_SEEN] = True
                     tail = window[-TAIL:]
             return message
 

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from app.deps import password_fingerprint
 from app.labeling.models import Judgment
+from app.projects.models import Project
 from app.prompts.models import Prompt
 from app.users.models import ApiToken, Scope, User
 from tests.conftest import TEST_SECRET
@@ -317,16 +318,17 @@ def call_asgi(app, path: str, chunks: list[bytes], headers: dict[str, str],
     return messages[0]["status"], b"".join(m.get("body", b"") for m in messages[1:]), sent
 
 
-def test_nul_escape_split_across_chunks_is_still_seen(app, db, world, admin_h):
-    url = f"/api/v1/projects/{world.ids['project_a']}/prompts"
-    before = _prompt_count(db)
-    for cut in range(len(b'{"prompt": "a'), len(b'{"prompt": "a\\u0000') + 1):  # around the escape
-        line = b'{"prompt": "a\\u0000b"}\n'
-        status, body, _sent = call_asgi(app, url, [line[:cut], line[cut:]], admin_h)
-        assert status == 422 and b"nul_character" in body, (cut, body)
-    status, body, _sent = call_asgi(app, url, [b'{"prompt": "a\\\\u00', b'00b"}\n'], admin_h)
-    assert status == 201, body  # an escaped backslash, then the text "u0000"
-    assert _prompt_count(db) == before + 1
+def test_nul_escape_split_across_chunks_is_still_seen(app, db, admin_h):
+    body = b'{"name": "a\\u0000b"}'
+    for cut in range(len(b'{"name": "a'), len(b'{"name": "a\\u0000') + 1):  # around the escape
+        status, answer, _sent = call_asgi(app, "/api/v1/projects", [body[:cut], body[cut:]], admin_h,
+                                          content_type=b"application/json")
+        assert status == 422 and b"nul_character" in answer, (cut, answer)
+    status, answer, _sent = call_asgi(app, "/api/v1/projects", [b'{"name": "a\\\\u00', b'00b"}'], admin_h,
+                                      content_type=b"application/json")
+    assert status == 201, answer  # an escaped backslash, then the text "u0000"
+    db.rollback()
+    assert db.scalar(select(func.count()).select_from(Project).where(Project.name == "a\\u0000b")) == 1
 
 
 def test_labeler_walking_another_projects_ids_gets_nothing(client, db, world):
