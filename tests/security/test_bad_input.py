@@ -289,7 +289,8 @@ def test_fifty_megabyte_body_is_refused_early_without_ballooning(app, client, db
     tracemalloc.stop()
     assert status == 413 and b"PREFLAB_MAX_BODY_MB" in body
     assert sent <= 8 * 1024 * 1024 + len(chunk)  # reading stopped at the limit, not at 50 MB
-    assert peak < 24 * 1024 * 1024, f"peak {peak / 2**20:.1f} MiB while refusing a 50 MB body (limit 8 MiB)"
+    # The import route holds what it has read (8.7 MiB measured): memory follows the limit, not the body.
+    assert peak < 16 * 1024 * 1024, f"peak {peak / 2**20:.1f} MiB while refusing a 50 MB body (limit 8 MiB)"
     assert _prompt_count(db) == before
 
 
@@ -302,7 +303,7 @@ def call_asgi(app, path: str, chunks: list[bytes], headers: dict[str, str],
 
     async def receive() -> dict:
         nonlocal sent
-        part = pending.pop(0) if pending else b""
+        part = bytes(bytearray(pending.pop(0))) if pending else b""  # a new object, as a server's would be
         sent += len(part)
         return {"type": "http.request", "body": part, "more_body": bool(pending)}
 
