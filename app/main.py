@@ -9,7 +9,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from app.config import Settings, get_settings
 from app.db import make_engine, make_sessionmaker
 from app.deps import SessionDep, csrf_protect, guard_request
-from app.errors import install_error_handlers
+from app.errors import document_errors, install_error_handlers
 from app.middleware import RequestGuardMiddleware, SecurityHeadersMiddleware
 from app.pages import ROOT, make_templates
 from app.export.routes import api as export_api
@@ -59,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     for router in (users_api, projects_api, prompts_api, tasks_api, labeling_api, jobs_api, models_api, review_api,
                    export_api):
+        document_errors(router)
         app.include_router(router, prefix=API_PREFIX)
     for router in (users_pages, projects_pages, prompts_pages, labeling_pages, review_pages):
         app.include_router(router)

@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from sqlalchemy import select
 
-from app.db import next_cursor
+from app.db import MAX_ROW_ID, next_cursor
 from app.deps import AdminReader, AdminUser, CursorQuery, SessionDep
 from app.errors import Conflict, Invalid
 from app.jobs import service
@@ -54,7 +54,7 @@ def create_job(body: JobCreate, session: SessionDep, admin: AdminUser) -> JobRea
 
 
 @api.get("", response_model=JobList, summary="Jobs, newest first, by cursor (admin)")
-def list_jobs(session: SessionDep, _admin: AdminReader, project_id: Annotated[int | None, Query()] = None,
+def list_jobs(session: SessionDep, _admin: AdminReader, project_id: Annotated[int | None, Query(ge=1, le=MAX_ROW_ID)] = None,
               state: Annotated[JobState | None, Query()] = None, kind: Annotated[JobKind | None, Query()] = None,
               cursor: CursorQuery = None, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> JobList:
     query = select(Job).order_by(Job.id.desc()).limit(limit)

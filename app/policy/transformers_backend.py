@@ -43,6 +43,15 @@ def _from_pretrained(cls: Any, source: str, *, weights: bool = False, **kwargs: 
     return cls.from_pretrained(source, **kwargs)  # a hub id, for workers with internet access
 
 
+def render_prompt(tokenizer: Any, prompt: PromptSpec) -> str:
+    """The prompt as the model reads it: through the chat template when the tokenizer has one."""
+    if tokenizer.chat_template:
+        return tokenizer.apply_chat_template(prompt.as_messages(), add_generation_prompt=True, tokenize=False)
+    if prompt.messages:
+        return "\n".join(f"{m['role']}: {m['content']}" for m in prompt.messages) + "\nassistant:"
+    return prompt.text
+
+
 class TransformersPolicy:
     def __init__(self, source: str, *, device: str | None = None, batch_prompts: int = 8) -> None:
         import torch
@@ -71,12 +80,7 @@ class TransformersPolicy:
         log.info("loaded policy %s on %s (%s)", source, self.device, dtype)
 
     def render(self, prompt: PromptSpec) -> str:
-        """The prompt as the model reads it: through the chat template when the tokenizer has one."""
-        if self.tokenizer.chat_template:
-            return self.tokenizer.apply_chat_template(prompt.as_messages(), add_generation_prompt=True, tokenize=False)
-        if prompt.messages:
-            return "\n".join(f"{m['role']}: {m['content']}" for m in prompt.messages) + "\nassistant:"
-        return prompt.text
+        return render_prompt(self.tokenizer, prompt)
 
     def sample(self, prompts: list[PromptSpec], params: SamplingParams) -> list[list[Sample]]:
         results: list[list[Sample]] = []

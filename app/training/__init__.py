@@ -1,0 +1,1 @@
+"""Reward-model and DPO trainers (worker side; params.py and items.py are torch-free)."""

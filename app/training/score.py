@@ -1,0 +1,46 @@
+"""Scores completions with a saved reward model, read the same way as in training and centred."""
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from app.training.common import CompletionRewards, EncodedItem, encode_completions, pad_completions, pick_device
+from app.training.items import Prompt, TrainingError
+
+
+def load_scorer(reward_path: str, device: str) -> tuple[CompletionRewards, Any]:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    if not (Path(reward_path) / "config.json").exists():
+        raise TrainingError(f"{reward_path} is not a saved reward model folder (it has no config.json)")
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    model = AutoModelForSequenceClassification.from_pretrained(reward_path, dtype=dtype, use_safetensors=True)
+    tokenizer = AutoTokenizer.from_pretrained(reward_path)
+    return CompletionRewards(model).to(device).eval(), tokenizer
+
+
+def score_completions(*, reward_path: str, prompts: list[Prompt], completions: list[list[str]],
+                      device: str | None = None, batch_size: int = 16) -> list[list[float]]:
+    """One centred reward per completion, in order; a prompt's completions share one forward of the prompt."""
+    if len(prompts) != len(completions):
+        raise TrainingError(f"{len(prompts)} prompts but {len(completions)} lists of completions")
+    device = pick_device(device)
+    module, tokenizer = load_scorer(reward_path, device)
+    config = module.model.config
+    offset = float(getattr(config, "reward_mean", 0.0))
+    max_length = int(getattr(config, "reward_max_length", 512))
+    pad_id = config.pad_token_id
+    out: list[list[float]] = []
+    with torch.inference_mode():
+        for prompt, texts in zip(prompts, completions):
+            scores: list[float] = []
+            for start in range(0, len(texts), batch_size):
+                enc = encode_completions(tokenizer, prompt, texts[start:start + batch_size], max_length)
+                scores.extend(_score(module, enc, pad_id, device))
+            out.append([s - offset for s in scores])
+    return out
+
+
+def _score(module: CompletionRewards, enc: EncodedItem, pad_id: int, device: str) -> list[float]:
+    return module(*pad_completions(enc, pad_id, device)).float().tolist()

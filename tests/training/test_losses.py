@@ -1,0 +1,139 @@
+"""Grouped losses (each judgment's prompt forwarded once) against TRL's pair-by-pair computation."""
+
+import math
+import random
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from app.training.common import (CompletionLogps, CompletionRewards, encode_items, load_causal_lm,
+                                 load_reward_model, load_tokenizer, pad_completions)
+from app.training.dpo import dpo_pair_terms
+from app.training.items import RankedItem
+from app.training.reward import reward_pad_id, reward_pair_terms
+
+WORDS = "the cat sat on a mat and then it ran far away from home to see the sea".split()
+
+
+def ranked_items(seed: int = 0) -> list[RankedItem]:
+    """K = 2..5, ties included, texts of different lengths; chat and plain prompts."""
+    rnd = random.Random(seed)
+    items = []
+    for k, ranks in [(2, [2, 1]), (3, [1, 1, 2]), (4, [3, 1, 2, 2]), (5, [1, 2, 3, 4, 5]), (5, [2, 2, 1, 3, 3])]:
+        completions = [" ".join(rnd.choices(WORDS, k=rnd.randint(1, 30))) for _ in range(k)]
+        prompt = ([{"role": "user", "content": f"tell me {k} things"}] if k % 2 else f"Question {k}: what now?")
+        items.append(RankedItem(prompt=prompt, completions=completions, ranks=ranks, prompt_id=k))
+    return items
+
+
+def trl_logps(model, prompt: list[int], completion: list[list[int]], pad_id: int) -> torch.Tensor:
+    """TRL's way: prompt+completion sequences concatenated, full forward, log_softmax, gather, prompt masked."""
+    seqs = [prompt + c for c in completion]
+    width = max(map(len, seqs))
+    ids = torch.tensor([s + [pad_id] * (width - len(s)) for s in seqs])
+    attention = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs])
+    logits = model(input_ids=ids, attention_mask=attention).logits.float()
+    logps = torch.log_softmax(logits[:, :-1], dim=-1).gather(2, ids[:, 1:].unsqueeze(2)).squeeze(2)
+    loss_mask = torch.zeros_like(ids[:, 1:], dtype=torch.bool)
+    for row, c in enumerate(completion):
+        loss_mask[row, len(prompt) - 1:len(prompt) - 1 + len(c)] = True
+    return (logps * loss_mask).sum(1)
+
+
+def test_grouped_dpo_loss_and_gradients_equal_pair_by_pair(tiny_model_dir, tmp_path):
+    from tests.policy.models import build_tiny_model
+
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    encoded, stats = encode_items(tokenizer, ranked_items(), max_length=60)
+    assert len(encoded) == 5 and stats.truncated_completions > 0  # truncation is part of what is checked
+    pad = tokenizer.pad_token_id
+    ref_model = load_causal_lm(str(build_tiny_model(tmp_path / "ref", tokenizer_dir=tiny_model_dir, seed=1))).eval()
+    beta = 0.3
+
+    grouped = CompletionLogps(load_causal_lm(str(tiny_model_dir)))
+    pairwise = load_causal_lm(str(tiny_model_dir))
+    losses = []
+    for enc in encoded:
+        with torch.no_grad():
+            ref = CompletionLogps(ref_model)(*pad_completions(enc, pad, "cpu"))
+        logps = grouped(*pad_completions(enc, pad, "cpu"))
+        losses.append(dpo_pair_terms(logps, ref, enc.pairs, beta)["losses"].mean())
+    grouped_loss = torch.stack(losses).mean()
+    grouped_loss.backward()
+
+    item_losses = []
+    for enc in encoded:
+        pair_losses = []
+        for w, lo in enc.pairs:
+            chosen_rejected = [enc.completion_ids[w], enc.completion_ids[lo]]
+            with torch.no_grad():
+                ref = trl_logps(ref_model, enc.prompt_ids, chosen_rejected, pad)
+            pol = trl_logps(pairwise, enc.prompt_ids, chosen_rejected, pad)
+            pair_losses.append(-F.logsigmoid(beta * ((pol[0] - ref[0]) - (pol[1] - ref[1]))))
+        item_losses.append(torch.stack(pair_losses).mean())
+    pairwise_loss = torch.stack(item_losses).mean()
+    pairwise_loss.backward()
+
+    assert sum(len(e.pairs) for e in encoded) == 1 + 2 + 5 + 10 + 8
+    assert grouped_loss.item() == pytest.approx(pairwise_loss.item(), abs=1e-5)
+    assert abs(grouped_loss.item() - math.log(2)) > 1e-3  # the reference differs, so the loss is not trivial
+    grads = dict(grouped.model.named_parameters())
+    for name, param in pairwise.named_parameters():
+        assert torch.allclose(grads[name].grad, param.grad, atol=1e-5, rtol=1e-4), name
+
+
+def test_grouped_reward_loss_and_gradients_equal_pair_by_pair(tiny_model_dir):
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    pad = reward_pad_id(tokenizer)
+    assert pad != tokenizer.eos_token_id
+    encoded, _ = encode_items(tokenizer, ranked_items(seed=3), max_length=60)
+    grouped = CompletionRewards(load_reward_model(str(tiny_model_dir), pad))
+    pairwise = load_reward_model(str(tiny_model_dir), pad)
+    coef = 0.05
+
+    losses = [reward_pair_terms(grouped(*pad_completions(enc, pad, "cpu")), enc.pairs, enc.margins,
+                                use_margin=True, center_coef=coef)["losses"].mean() for enc in encoded]
+    torch.stack(losses).mean().backward()
+
+    item_losses = []
+    for enc in encoded:
+        pair_losses = []
+        for (w, lo), margin in zip(enc.pairs, enc.margins):
+            seqs = [enc.prompt_ids + enc.completion_ids[w], enc.prompt_ids + enc.completion_ids[lo]]
+            width = max(map(len, seqs))
+            ids = torch.tensor([s + [pad] * (width - len(s)) for s in seqs])
+            attention = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs])
+            r = pairwise(input_ids=ids, attention_mask=attention).logits.squeeze(-1).float()  # HF's pooling
+            pair_losses.append(-F.logsigmoid(r[0] - r[1] - margin) + coef * (r[0] + r[1]) ** 2)
+        item_losses.append(torch.stack(pair_losses).mean())
+    pairwise_loss = torch.stack(item_losses).mean()
+    pairwise_loss.backward()
+
+    assert torch.stack(losses).mean().item() == pytest.approx(pairwise_loss.item(), abs=1e-5)
+    grads = dict(grouped.model.named_parameters())
+    for name, param in pairwise.named_parameters():
+        assert torch.allclose(grads[name].grad, param.grad, atol=1e-5, rtol=1e-4), name
+    assert grads["score.weight"].grad.abs().sum() > 0
+
+
+def test_encoding_appends_eos_counts_truncation_and_keeps_ties_out_of_pairs(tiny_model_dir):
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    item = RankedItem(prompt="Say something.", completions=["short", "a b c d e f g h i j k l m n o p", "short"],
+                      ranks=[1, 2, 1])
+    prompt_len = len(tokenizer.apply_chat_template([{"role": "user", "content": "Say something."}],
+                                                   add_generation_prompt=True, tokenize=True, return_dict=False))
+    long_enough, stats = encode_items(tokenizer, [item], max_length=256)
+    enc = long_enough[0]
+    assert enc.pairs == [(0, 1), (2, 1)]  # the tie between 0 and 2 is no pair
+    assert len(enc.prompt_ids) == prompt_len
+    assert all(c[-1] == tokenizer.eos_token_id for c in enc.completion_ids)
+    assert tokenizer.decode(enc.completion_ids[0][:-1]) == "short"
+    assert stats.truncated_completions == 0
+    cut, stats = encode_items(tokenizer, [item], max_length=prompt_len + 5)
+    assert stats.truncated_completions == 1 and [len(c) for c in cut[0].completion_ids] == [2, 5, 2]
+    assert cut[0].completion_ids[1][-1] != tokenizer.eos_token_id
+    _, stats = encode_items(tokenizer, [item], max_length=prompt_len - 1)
+    assert stats.truncated_prompts == 1
+    _, stats = encode_items(tokenizer, [RankedItem(prompt="x", completions=["a", "b"], ranks=[1, 1])], 64)
+    assert stats.all_tied == 1
