@@ -129,8 +129,15 @@ def _serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
     except InsecureSecret as exc:
         _fail(str(exc))
     click.echo(f"Preflab is serving on http://{host}:{port} (database: {_display_url(settings)})")
-    uvicorn.run("app.main:create_app", factory=True, host=host, port=port, proxy_headers=True,
-                log_level="info", workers=workers)
+    uvicorn.run("app.main:create_app", factory=True, host=host, port=port, log_level="info", workers=workers,
+                **proxy_options(settings))
+
+
+def proxy_options(settings: Settings) -> dict[str, object]:
+    """uvicorn's proxy settings: X-Forwarded-For/-Proto are believed only from PREFLAB_TRUSTED_PROXIES,
+    otherwise any client could claim another address (the login limit) or https (Secure cookies)."""
+    proxies = settings.trusted_proxies.strip()
+    return {"proxy_headers": bool(proxies), "forwarded_allow_ips": proxies or None}
 
 
 @cli.command()

@@ -18,6 +18,7 @@ log = logging.getLogger("preflab.web")
 class DomainError(Exception):
     status_code = 400
     code = "bad_request"
+    headers: dict[str, str] | None = None
 
     def __init__(self, message: str, *, code: str | None = None, details: Any = None) -> None:
         super().__init__(message)
@@ -55,6 +56,18 @@ class Forbidden(DomainError):
 class PayloadTooLarge(DomainError):
     status_code = 413
     code = "payload_too_large"
+
+
+class TooManyAttempts(DomainError):
+    """Too many failed password guesses; answered 429 with Retry-After."""
+
+    status_code = 429
+    code = "too_many_attempts"
+
+    def __init__(self, retry_after: int) -> None:
+        minutes = -(-retry_after // 60)
+        super().__init__(f"Too many failed logins. Try again in {minutes} minute{'' if minutes == 1 else 's'}.")
+        self.headers = {"Retry-After": str(retry_after)}
 
 
 HTTP_CODES = {
@@ -121,12 +134,9 @@ def render_error(request: Request, status: int, code: str, message: str, details
         return RedirectResponse(f"/login?next={_quote(target)}", status_code=303)
     from app.pages import render  # pages import deps, which import this module
 
-    response = render(request, "errors/error.html",
-                      {"status": status, "code": code, "message": message, "details": details},
-                      status_code=status)
-    if headers:
-        response.headers.update(headers)
-    return response
+    return render(request, "errors/error.html",
+                  {"status": status, "code": code, "message": message, "details": details},
+                  status_code=status, headers=headers)
 
 
 def _quote(value: str) -> str:
@@ -151,7 +161,7 @@ def describe_validation_errors(errors: list[dict[str, Any]]) -> tuple[str, list[
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def domain_error(request: Request, exc: DomainError) -> Response:
-        return render_error(request, exc.status_code, exc.code, exc.message, exc.details)
+        return render_error(request, exc.status_code, exc.code, exc.message, exc.details, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:

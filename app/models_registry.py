@@ -7,10 +7,10 @@ from app.models.models import ModelVersion
 from app.projects.models import Project, ProjectMember
 from app.prompts.models import Completion, Prompt
 from app.review.models import LabelerExclusion
-from app.users.models import ApiToken, User
+from app.users.models import ApiToken, LoginFailure, User
 
 __all__ = [
     "ApiToken", "Assignment", "Comparison", "Completion", "CompletionRating", "DatasetSnapshot", "DatasetSnapshotChunk",
-    "Job", "JobMetric", "Judgment", "LabelerExclusion", "ModelVersion", "Project", "ProjectMember", "Prompt", "Task",
+    "Job", "JobMetric", "Judgment", "LabelerExclusion", "LoginFailure", "ModelVersion", "Project", "ProjectMember", "Prompt", "Task",
     "TaskCompletion", "User",
 ]
