@@ -129,8 +129,15 @@ def _serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
     except InsecureSecret as exc:
         _fail(str(exc))
     click.echo(f"Preflab is serving on http://{host}:{port} (database: {_display_url(settings)})")
-    uvicorn.run("app.main:create_app", factory=True, host=host, port=port, proxy_headers=True,
-                log_level="info", workers=workers)
+    uvicorn.run("app.main:create_app", factory=True, host=host, port=port, log_level="info", workers=workers,
+                **proxy_options(settings))
+
+
+def proxy_options(settings: Settings) -> dict[str, object]:
+    """uvicorn's proxy settings: X-Forwarded-For/-Proto are believed only from PREFLAB_TRUSTED_PROXIES,
+    otherwise any client could claim another address (the login limit) or https (Secure cookies)."""
+    proxies = settings.trusted_proxies.strip()
+    return {"proxy_headers": bool(proxies), "forwarded_allow_ips": proxies or None}
 
 
 @cli.command()
@@ -287,6 +294,34 @@ def export_cmd(project: str, fmt: str, file_type: str, output: Path | None, snap
             _fail(exc.message)
     if snapshot:
         click.echo(f"snapshot {frozen.id}: {frozen.counts['rows']} rows, sha256 {frozen.content_hash}", err=True)
+
+
+@cli.command()
+@click.argument("output", type=click.Path(dir_okay=False, path_type=Path))
+def backup(output: Path) -> None:
+    """Copy the whole database to OUTPUT, a new file (pg_dump -Fc on PostgreSQL, VACUUM INTO on SQLite)."""
+    from app.backup import BackupError, backup_database
+
+    settings = _settings()
+    try:
+        backup_database(settings.sqlalchemy_url, output)
+    except BackupError as exc:
+        _fail(str(exc))
+    click.echo(f"backup of {_display_url(settings)} written to {output}")
+
+
+@cli.command()
+@click.argument("backup_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def restore(backup_file: Path) -> None:
+    """Load BACKUP_FILE (from `preflab backup`) into the configured database, which must be new and empty."""
+    from app.backup import BackupError, restore_database
+
+    settings = _settings()
+    try:
+        restore_database(backup_file, settings.sqlalchemy_url)
+    except BackupError as exc:
+        _fail(str(exc))
+    click.echo(f"restored {backup_file} into {_display_url(settings)}; run `preflab migrate` if Preflab is newer")
 
 
 @cli.command("fetch-policy")

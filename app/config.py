@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     max_body_mb: float = 64.0
     session_days: int = 14
     secure_cookies: bool = False
+    # Addresses of reverse proxies whose X-Forwarded-For/-Proto headers are believed
+    # (comma-separated IPs or "*"); empty: none, the connection itself says who and whether https.
+    trusted_proxies: str = ""
+    login_max_failures: int = Field(5, ge=1, le=10_000)
+    login_max_failures_per_address: int = Field(20, ge=1, le=100_000)
+    login_window_seconds: int = Field(900, ge=1, le=86_400)
     models_dir: Path | None = None
     ready_tasks: int = Field(20, ge=0, le=100_000)
     job_lease_seconds: int = Field(300, ge=5, le=86_400)

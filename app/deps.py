@@ -4,15 +4,18 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
+from fastapi.dependencies.models import Dependant
+from pydantic import BaseModel
 from starlette.datastructures import FormData
 from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.db import MAX_ROW_ID, get_session
-from app.errors import Forbidden, Unauthorized
+from app.errors import Forbidden, Invalid, Unauthorized
+from app.middleware import NUL_MESSAGE, NUL_SEEN
 from app.users.models import Scope, User
 from app.users.service import scope_allows, token_principal
 
@@ -83,6 +86,45 @@ async def csrf_protect(request: Request) -> None:
             f"(scripts: send an API token instead of the session cookie, or the {CSRF_HEADER} header)",
             code="csrf_failed",
         )
+
+
+def _query_names(dependant: Dependant) -> frozenset[str]:
+    """Every query parameter a route reads, its dependencies' and query models' fields included."""
+    names: set[str] = set()
+    stack = [dependant]
+    while stack:
+        current = stack.pop()
+        for param in current.query_params:
+            annotation: Any = param.field_info.annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                names.update(f.alias or name for name, f in annotation.model_fields.items())
+            else:
+                names.add(param.alias)
+        stack.extend(current.dependencies)
+    return frozenset(names)
+
+
+async def guard_request(request: Request) -> None:
+    """Refuse API query parameters the route does not read (a filter on a field that is not
+    offered would otherwise be ignored silently), and NUL characters in form fields and in bodies
+    already read (FastAPI reads JSON bodies before dependencies; a route reading its own checks it)."""
+    route = request.scope.get("route")
+    if request.url.path.startswith("/api/") and route is not None and hasattr(route, "dependant"):
+        known = getattr(route, "query_names", None)
+        if known is None:  # worked out once per route, and kept on it
+            known = route.query_names = _query_names(route.dependant)
+        unknown = sorted(set(request.query_params) - known)
+        if unknown:
+            offered = ", ".join(sorted(known)) or "none"
+            raise Invalid(f"unknown query parameter{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
+                          f"this route takes: {offered}", code="unknown_parameter")
+    if request.method in UNSAFE_METHODS and request.headers.get("content-type", "").startswith(
+            ("multipart/form-data", "application/x-www-form-urlencoded")):
+        form = await request.form()
+        if any(isinstance(value, str) and "\x00" in value for value in form.values()):
+            raise Invalid(NUL_MESSAGE, code="nul_character")
+    if request.scope.get(NUL_SEEN):
+        raise Invalid(NUL_MESSAGE, code="nul_character")
 
 
 def optional_principal(request: Request, session: SessionDep) -> Principal | None:

@@ -8,9 +8,9 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from app.config import Settings, get_settings
 from app.db import make_engine, make_sessionmaker
-from app.deps import SessionDep, csrf_protect
-from app.errors import install_error_handlers
-from app.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
+from app.deps import SessionDep, csrf_protect, guard_request
+from app.errors import document_errors, install_error_handlers
+from app.middleware import RequestGuardMiddleware, SecurityHeadersMiddleware
 from app.pages import ROOT, make_templates
 from app.export.routes import api as export_api
 from app.jobs.routes import api as jobs_api
@@ -40,7 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="Preflab",
         version="0.1.0",
         summary="Human preference rankings for language models, as datasets and trained models.",
-        dependencies=[Depends(csrf_protect)],
+        dependencies=[Depends(csrf_protect), Depends(guard_request)],
         docs_url="/api/docs",
         swagger_ui_oauth2_redirect_url=None,
         redoc_url=None,
@@ -50,17 +50,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessionmaker = make_sessionmaker(app.state.engine)
     app.state.templates = make_templates()
 
-    # Added last runs first: body limit, then security headers, then the session cookie.
+    # Added last runs first: body limit and NUL refusal, then security headers, then the session cookie.
     app.add_middleware(
         SessionMiddleware, secret_key=secret_key, session_cookie="preflab_session",
-        max_age=settings.session_days * 86400, same_site="lax", https_only=settings.secure_cookies,
+        max_age=settings.session_days * 86400, same_site="lax",
     )
-    app.add_middleware(SecurityHeadersMiddleware)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(SecurityHeadersMiddleware, secure_cookies=settings.secure_cookies)
+    app.add_middleware(RequestGuardMiddleware, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
 
     for router in (users_api, projects_api, prompts_api, tasks_api, labeling_api, jobs_api, models_api, review_api,
                    export_api):
+        document_errors(router)
         app.include_router(router, prefix=API_PREFIX)
     for router in (users_pages, projects_pages, prompts_pages, labeling_pages, review_pages, jobs_pages, models_pages):
         app.include_router(router)

@@ -7,10 +7,11 @@ from app.models.models import CompletionScore, ModelVersion
 from app.projects.models import Project, ProjectMember
 from app.prompts.models import Completion, Prompt
 from app.review.models import LabelerExclusion
-from app.users.models import ApiToken, User
+from app.users.models import ApiToken, LoginFailure, User
 
 __all__ = [
-    "ApiToken", "Assignment", "Comparison", "Completion", "CompletionRating", "CompletionScore", "DatasetSnapshot", "DatasetSnapshotChunk",
-    "Job", "JobMetric", "Judgment", "LabelerExclusion", "ModelVersion", "Project", "ProjectMember", "Prompt", "Task",
+    "ApiToken", "Assignment", "Comparison", "Completion", "CompletionRating", "CompletionScore", "DatasetSnapshot",
+    "DatasetSnapshotChunk", "Job", "JobMetric", "Judgment", "LabelerExclusion", "LoginFailure", "ModelVersion", "Project",
+    "ProjectMember", "Prompt", "Task",
     "TaskCompletion", "User",
 ]

@@ -29,8 +29,9 @@ def make_templates() -> Jinja2Templates:
 
 
 def render(request: Request, name: str, context: dict[str, Any] | None = None, *,
-           status_code: int = 200) -> Response:
+           status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
     """Render a page with what every page needs: the user and this session's CSRF token."""
     ctx = {"user": getattr(request.state, "user", None), "csrf_token": csrf_token(request)}
     ctx.update(context or {})
-    return request.app.state.templates.TemplateResponse(request, name, ctx, status_code=status_code)
+    return request.app.state.templates.TemplateResponse(request, name, ctx, status_code=status_code,
+                                                        headers=headers)

@@ -2,8 +2,9 @@
 
 Each labeler loops lease -> submit for a fixed time; 10% of submissions are sent twice at once
 (a double click) and 5% are sent again after a simulated timeout (a retry). Prints one JSON
-line: judgments/s, p50/p95 latency of both calls, and counts of lost, duplicated and
-over-collected judgments (all three must be 0).
+line: judgments/s, p50/p95 latency of both calls, and counts of lost, duplicated, over-collected
+and half-written judgments (all must be 0). Only `lost` needs the clients (what the server
+acknowledged, by Idempotency-Key and judgment id); the others are counted in the database.
 """
 
 import argparse
@@ -16,11 +17,12 @@ import time
 import uuid
 
 import throwaway
-from sqlalchemy import create_engine, func, insert, select
+from sqlalchemy import create_engine, insert, select
 from sqlalchemy.orm import Session
 
 import app.models_registry  # noqa: F401
 from app.labeling.models import Judgment, Task, TaskCompletion
+from app.labeling.service import integrity_report
 from app.models.models import ModelRole, ModelVersion
 from app.projects.schemas import ProjectCreate
 from app.projects.service import create_project
@@ -111,8 +113,11 @@ class Answer:
 
 async def post(client, url: str, headers: dict, body: dict | None = None) -> Answer:
     # aiohttp, not httpx: the load generator shares the two cores with the server, so it must be light.
-    async with client.post(url, headers=headers, json=body) as response:
-        return Answer(response.status, await response.read())
+    try:
+        async with client.post(url, headers=headers, json=body) as response:
+            return Answer(response.status, await response.read())
+    except (OSError, asyncio.TimeoutError) as exc:  # no answer (aiohttp's errors are OSErrors): not acknowledged
+        return Answer(0, f"{type(exc).__name__}: {exc}".encode())
 
 
 async def labeler(client, token: str, project_id: int, until: float, stats: dict) -> None:
@@ -151,11 +156,11 @@ async def labeler(client, token: str, project_id: int, until: float, stats: dict
             continue
         if len({r.json()["id"] for r in ok}) != 1:
             stats["errors"].append("two submissions of one key were answered with different judgments")
-        stats["acknowledged"].add(ok[0].json()["id"])
+        stats["acknowledged"][submit_headers["Idempotency-Key"]] = ok[0].json()["id"]
 
 
 async def drive(base: str, project_id: int, tokens: list[str], seconds: float) -> dict:
-    stats = {"lease_ms": [], "submit_ms": [], "errors": [], "acknowledged": set(), "double_submits": 0, "retries": 0}
+    stats = {"lease_ms": [], "submit_ms": [], "errors": [], "acknowledged": {}, "double_submits": 0, "retries": 0}
     import aiohttp
 
     connector = aiohttp.TCPConnector(limit=len(tokens) * 2)
@@ -187,14 +192,11 @@ def main() -> None:
 
         engine = create_engine(url)
         with Session(engine) as db:
-            stored = set(db.scalars(select(Judgment.id)))
-            per_task = db.execute(select(Task.id, Task.labels_needed, func.count(Judgment.id))
-                                  .join(Judgment, Judgment.task_id == Task.id).group_by(Task.id)).all()
-            pairs = db.execute(select(Judgment.task_id, Judgment.user_id)).all()
+            stored = dict(db.execute(select(Judgment.idempotency_key, Judgment.id)).all())
+            report = integrity_report(session=db, project_id=project_id)
         engine.dispose()
-        lost = len(stats["acknowledged"] - stored)
-        duplicated = (len(pairs) - len(set(pairs))) + (len(stored) - len(stats["acknowledged"]))
-        over = sum(1 for _, needed, got in per_task if got > needed)
+        # Lost: acknowledged (a 201 with a judgment id) but not stored under that key with that id.
+        lost = sum(1 for key, judgment_id in stats["acknowledged"].items() if stored.get(key) != judgment_id)
         print(json.dumps({
             "bench": "labeling_load", "database": "postgresql", "labelers": args.labelers,
             "web_workers": args.web_workers, "seconds": round(stats["elapsed"], 1),
@@ -210,7 +212,10 @@ def main() -> None:
             "client_cpu_ms_per_judgment": round(client_cpu * 1000 / max(len(stored), 1), 2),
             "postgres_cpu_ms_per_judgment": round(db_cpu * 1000 / max(len(stored), 1), 2),
             "double_submits": stats["double_submits"], "retries": stats["retries"],
-            "lost": lost, "duplicated": duplicated, "over_collected": over,
+            "lost": lost, "duplicated": report["duplicated"], "over_collected": report["over_collected"],
+            "half_written": report["half_written"], "counter_mismatch": report["counter_mismatch"],
+            # Stored but never acknowledged (the client gave up waiting): kept once, not a duplicate.
+            "stored_unacknowledged": len(stored.keys() - stats["acknowledged"].keys()),
             "errors": len(stats["errors"]), "first_errors": stats["errors"][:3],
         }))
 

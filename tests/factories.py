@@ -7,9 +7,12 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
+from app.labeling.models import Task, TaskCompletion
+from app.models.models import ModelRole, ModelVersion
 from app.projects.models import Project
 from app.projects.schemas import ProjectCreate
 from app.projects.service import create_project
+from app.prompts.models import Completion, Prompt
 from app.users.models import Role, Scope, User
 from app.users.service import create_token, create_user
 
@@ -33,6 +36,31 @@ def make_project(db: Session, creator: User, **fields) -> Project:
     project = create_project(session=db, data=ProjectCreate(**fields), creator=creator)
     db.commit()
     return project
+
+
+def make_tasks(db: Session, project, *, n: int, k: int) -> list[Task]:
+    """n open tasks of k completions each, from one policy version."""
+    model = ModelVersion(role=ModelRole.policy, name="m", source="s", config={}, metrics={})
+    db.add(model)
+    db.flush()
+    tasks = []
+    for i in range(n):
+        prompt = Prompt(project_id=project.id, kind="text", text=f"prompt {i}", content_hash=f"h{i}", meta={})
+        db.add(prompt)
+        db.flush()
+        task = Task(project_id=project.id, prompt_id=prompt.id, labels_needed=project.labels_per_task)
+        db.add(task)
+        db.flush()
+        for position in range(k):
+            completion = Completion(prompt_id=prompt.id, model_version_id=model.id, text=f"answer {i}.{position}",
+                                    text_hash=f"{i}.{position}", token_count=3, finish_reason="stop",
+                                    sampling_params={}, seed=1)
+            db.add(completion)
+            db.flush()
+            db.add(TaskCompletion(task_id=task.id, completion_id=completion.id, position=position))
+        tasks.append(task)
+    db.commit()
+    return tasks
 
 
 def make_token(db: Session, user: User, scope: Scope = Scope.read) -> str:

@@ -7,7 +7,7 @@ from fastapi.responses import RedirectResponse, Response
 from markupsafe import Markup
 from sqlalchemy import select
 
-from app.db import get_by_id, next_cursor, utcnow
+from app.db import MAX_ROW_ID, get_by_id, next_cursor, utcnow
 from app.deps import AdminReader, AdminUser, CursorQuery, SessionDep, SettingsDep
 from app.errors import Conflict, Invalid
 from app.jobs import service
@@ -71,7 +71,7 @@ def _queue_sample(session: SessionDep, project: Project, params: dict, admin_id:
 
 
 @api.get("", response_model=JobList, summary="Jobs, newest first, by cursor (admin)")
-def list_jobs(session: SessionDep, _admin: AdminReader, project_id: Annotated[int | None, Query()] = None,
+def list_jobs(session: SessionDep, _admin: AdminReader, project_id: Annotated[int | None, Query(ge=1, le=MAX_ROW_ID)] = None,
               state: Annotated[JobState | None, Query()] = None, kind: Annotated[JobKind | None, Query()] = None,
               cursor: CursorQuery = None, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> JobList:
     query = select(Job).order_by(Job.id.desc()).limit(limit)

@@ -1,14 +1,17 @@
 """Keeping labelers supplied with tasks, and reading tasks with their completions."""
 
 import hashlib
+from typing import Any
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import Select, exists, func, select
 from sqlalchemy.orm import Session
 
 from app.errors import Invalid
 from app.jobs import service as jobs
 from app.jobs.models import Job, JobKind
-from app.labeling.models import Task, TaskCompletion, TaskState
+from app.labeling.models import (
+    Assignment, AssignmentState, Comparison, CompletionRating, Judgment, Task, TaskCompletion, TaskState,
+)
 from app.projects.models import Project
 from app.prompts.models import Completion, Prompt
 
@@ -85,3 +88,48 @@ def list_tasks(*, session: Session, project: Project, state: TaskState | None = 
     for task_id, completion in rows:
         by_task[task_id].append(completion)
     return [(t, by_task[t.id]) for t in tasks]
+
+
+def integrity_report(*, session: Session, project_id: int | None = None) -> dict[str, int]:
+    """What the database holds against the invariants one submission's transaction keeps, counted in SQL.
+
+    `half_written`: judgments without exactly one rating per completion of their task, without all K-choose-2
+    comparisons, or whose assignment is not marked submitted; `counter_mismatch`: tasks whose labels_done is not
+    their number of judgments; `over_collected`: tasks (gold ones aside) with more judgments than they need;
+    `duplicated`: judgments beyond the first of one labeler on one task or of one Idempotency-Key.
+    """
+    def scoped(query: Select, task_column: Any) -> Select:
+        if project_id is None:
+            return query
+        return query.where(task_column.in_(select(Task.id).where(Task.project_id == project_id)))
+
+    k = (select(TaskCompletion.task_id, func.count().label("k")).group_by(TaskCompletion.task_id).subquery())
+    ratings = (select(CompletionRating.judgment_id, func.count().label("n"))
+               .group_by(CompletionRating.judgment_id).subquery())
+    pairs = select(Comparison.judgment_id, func.count().label("n")).group_by(Comparison.judgment_id).subquery()
+    per_judgment = scoped(
+        select(Judgment.id, k.c.k, func.coalesce(ratings.c.n, 0).label("ratings"),
+               func.coalesce(pairs.c.n, 0).label("pairs"), Assignment.state)
+        .join(k, k.c.task_id == Judgment.task_id).join(Assignment, Assignment.id == Judgment.assignment_id)
+        .outerjoin(ratings, ratings.c.judgment_id == Judgment.id).outerjoin(pairs, pairs.c.judgment_id == Judgment.id),
+        Judgment.task_id)
+    judged = (select(Judgment.task_id, func.count().label("n")).group_by(Judgment.task_id).subquery())
+    per_task = scoped(select(Task.labels_done, Task.labels_needed, Task.gold_ranks.is_not(None).label("gold"),
+                             func.coalesce(judged.c.n, 0).label("judgments"))
+                      .outerjoin(judged, judged.c.task_id == Task.id), Task.id)
+    judgments = half_written = 0
+    for row in session.execute(per_judgment):
+        judgments += 1
+        half_written += (row.ratings != row.k or row.pairs != row.k * (row.k - 1) // 2
+                         or row.state != AssignmentState.submitted)
+    counter_mismatch = over_collected = 0
+    for row in session.execute(per_task):
+        counter_mismatch += row.labels_done != row.judgments
+        over_collected += row.judgments > row.labels_needed and not row.gold
+    duplicated = 0
+    for columns in ((Judgment.task_id, Judgment.user_id), (Judgment.user_id, Judgment.idempotency_key)):
+        groups = scoped(select(func.count().label("n")).select_from(Judgment).group_by(*columns),
+                        Judgment.task_id).subquery()
+        duplicated += session.scalar(select(func.coalesce(func.sum(groups.c.n - 1), 0))) or 0
+    return {"judgments": judgments, "half_written": half_written, "counter_mismatch": counter_mismatch,
+            "over_collected": over_collected, "duplicated": int(duplicated)}

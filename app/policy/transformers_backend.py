@@ -25,8 +25,11 @@ def load_policy(source: str, *, device: str | None = None, batch_prompts: int = 
         return _cache[key]
 
 
-def _from_pretrained(cls: Any, source: str, **kwargs: Any) -> Any:
+def _from_pretrained(cls: Any, source: str, *, weights: bool = False, **kwargs: Any) -> Any:
     path = Path(source).expanduser()
+    if weights and path.suffix != ".gguf":
+        # Weights only from safetensors: a pytorch_model.bin is a pickle, and unpickling runs code.
+        kwargs["use_safetensors"] = True
     if path.suffix == ".gguf":
         if not path.is_file():
             raise PolicyError(f"GGUF file {path} does not exist; run `preflab fetch-policy` for the default policy")
@@ -60,7 +63,7 @@ class TransformersPolicy:
         dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
         try:
             self.tokenizer = _from_pretrained(AutoTokenizer, source)
-            self.model = _from_pretrained(AutoModelForCausalLM, source, dtype=dtype)
+            self.model = _from_pretrained(AutoModelForCausalLM, source, weights=True, dtype=dtype)
         except PolicyError:
             raise
         except (OSError, ValueError) as exc:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from app.policy.base import PolicyError, PromptSpec
@@ -42,11 +43,12 @@ def load_causal_lm(base_path: str) -> Any:
     return rebuild(AutoModelForCausalLM, model) if Path(base_path).suffix == ".gguf" else model
 
 
-def load_reward_model(base_path: str, pad_id: int) -> Any:
-    """A sequence classifier (one label) on the base model's backbone, with a freshly initialised score head."""
+def load_reward_model(base_path: str, pad_id: int, seed: int = 0) -> Any:
+    """A sequence classifier (one label) on the base model's backbone, with a score head drawn from seed."""
     from transformers import AutoModelForSequenceClassification
 
-    return rebuild(AutoModelForSequenceClassification, _load_raw(base_path), num_labels=1, pad_token_id=pad_id)
+    return rebuild(AutoModelForSequenceClassification, _load_raw(base_path), seed=seed, num_labels=1,
+                   pad_token_id=pad_id)
 
 
 def _load_raw(base_path: str) -> Any:
@@ -63,7 +65,7 @@ def _load_raw(base_path: str) -> Any:
         raise TrainingError(f"could not load the model {base_path!r}: {exc}") from exc
 
 
-def rebuild(cls: Any, model: Any, **config_changes: Any) -> Any:
+def rebuild(cls: Any, model: Any, *, seed: int = 0, **config_changes: Any) -> Any:
     """The same weights in a fresh model of class cls (GGUF-loaded models refuse save_pretrained).
 
     Weights the new class has and the old one lacks (a score head) keep their fresh initialisation.
@@ -73,8 +75,9 @@ def rebuild(cls: Any, model: Any, **config_changes: Any) -> Any:
         del config.quantization_config
     for key, value in config_changes.items():
         setattr(config, key, value)
-    torch.manual_seed(0)  # the fresh head's initialisation does not depend on earlier random draws
-    fresh = cls.from_config(config, dtype=torch.float32)
+    with torch.random.fork_rng(devices=[]):  # a new head's initialisation depends on the seed alone
+        torch.manual_seed(seed)
+        fresh = cls.from_config(config, dtype=torch.float32)
     result = fresh.load_state_dict(model.state_dict(), strict=False)
     expected_missing = {name for name in fresh.state_dict() if name.startswith("score.")}
     missing = set(result.missing_keys) - expected_missing
@@ -108,7 +111,7 @@ def make_accelerator(device: str) -> Any:
     return Accelerator(cpu=not on_cuda, mixed_precision="bf16" if on_cuda else "no")
 
 
-def make_optimizer(params: list[nn.Parameter], *, lr: float, weight_decay: float, device: str) -> torch.optim.Optimizer:
+def make_optimizer(params: list[nn.Parameter], *, lr: float, weight_decay: float) -> torch.optim.Optimizer:
     """AdamW, fused where the device supports it, else the multi-tensor (foreach) kernel."""
     try:
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
@@ -247,8 +250,9 @@ class CompletionLogps(nn.Module):
         # Position t predicts completion token t: the prompt's last state predicts token 0.
         predictors = torch.cat([prompt_last.expand(k, -1).unsqueeze(1), hidden[:, :width - 1]], dim=1)
         mask = torch.arange(width, device=completions.device).unsqueeze(0) < lengths.unsqueeze(1)
-        # The LM head only at completion positions, and no full-vocabulary log_softmax kept around.
-        logits = self.model.get_output_embeddings()(predictors[mask]).float()
+        # The LM head only at completion positions, in float32 even under bf16 autocast (log-ratios of
+        # long sums are sensitive), and no full-vocabulary log_softmax kept around.
+        logits = _float32_linear(self.model.get_output_embeddings(), predictors[mask])
         token_logps = logits.gather(1, completions[mask].unsqueeze(1)).squeeze(1) - torch.logsumexp(logits, dim=1)
         rows = torch.arange(k, device=completions.device).unsqueeze(1).expand(k, width)[mask]
         return torch.zeros(k, device=completions.device, dtype=torch.float32).index_add(0, rows, token_logps)
@@ -264,7 +268,13 @@ class CompletionRewards(nn.Module):
     def forward(self, prompt: torch.Tensor, completions: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         _, hidden = grouped_hidden(self.model.base_model, prompt, completions)
         last = hidden[torch.arange(completions.shape[0], device=completions.device), lengths - 1]
-        return self.model.score(last).float().squeeze(-1)
+        return _float32_linear(self.model.score, last).squeeze(-1)
+
+
+def _float32_linear(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        bias = None if layer.bias is None else layer.bias.float()
+        return F.linear(x.float(), layer.weight.float(), bias)
 
 
 # --- the step loop --------------------------------------------------------------------------------------
@@ -367,17 +377,17 @@ class LoopResult:
 
 
 def train_loop(*, accelerator: Any, module: nn.Module, n_train: int, train_terms: ItemTerms, n_eval: int,
-               eval_terms: ItemTerms, names: tuple[str, ...], params: _TrainParams, device: str,
+               eval_terms: ItemTerms, names: tuple[str, ...], params: _TrainParams,
                on_step: Callable[[dict], None] | None, should_stop: Callable[[], None] | None) -> LoopResult:
     """AdamW with linear decay; one judgment per forward, batch_judgments x grad_accum judgments a step.
 
     Each judgment's loss is backpropagated as soon as it is computed (scaled by 1 / judgments per step),
     so only one judgment's activations are alive at a time; DDP syncs gradients on the step's last one.
-    Calls should_stop before every step and on_step after it (and after each epoch's evaluation).
+    Calls should_stop before every step and, on the main process, on_step after it (and after each
+    epoch's evaluation, which the main process runs alone).
     """
     schedule = make_schedule(n_train, params, accelerator.num_processes)
-    optimizer = make_optimizer(list(module.parameters()), lr=params.lr, weight_decay=params.weight_decay,
-                               device=device)
+    optimizer = make_optimizer(list(module.parameters()), lr=params.lr, weight_decay=params.weight_decay)
     module, optimizer = accelerator.prepare(module, optimizer)
     scheduler = linear_lr(optimizer, schedule.total_steps)
     module.train()
@@ -401,7 +411,7 @@ def train_loop(*, accelerator: Any, module: nn.Module, n_train: int, train_terms
             optimizer.zero_grad(set_to_none=True)
             step += 1
             last = stats.figures()
-            if on_step is not None:
+            if on_step is not None and accelerator.is_main_process:
                 on_step({"step": step, "total_steps": schedule.total_steps, "epoch": epoch + 1, "lr": lr,
                          "pairs": stats.pairs, **last})
         if n_eval and accelerator.is_main_process:

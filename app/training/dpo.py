@@ -106,7 +106,7 @@ def train_dpo(*, base_path: str, items: list[RankedItem], eval_items: list[Ranke
 
     result = train_loop(accelerator=accelerator, module=module, n_train=len(train), train_terms=terms(train, 0),
                         n_eval=len(evals), eval_terms=terms(evals, len(train)), names=_PAIR_METRICS,
-                        params=params, device=device, on_step=on_step, should_stop=should_stop)
+                        params=params, on_step=on_step, should_stop=should_stop)
     if accelerator.is_main_process:
         save_model(result.module.model, tokenizer, Path(out_dir))
     return run_summary(result, train, evals, stats, eval_stats, timer)

@@ -67,7 +67,7 @@ def train_reward_model(*, base_path: str, items: list[RankedItem], eval_items: l
     evals, eval_stats = encode_items(tokenizer, eval_items, params.max_length)
     if not train:
         raise TrainingError(f"none of the {len(items)} training judgments has a non-tied pair to learn from")
-    module = CompletionRewards(load_reward_model(base_path, pad_id)).to(accelerator.device)
+    module = CompletionRewards(load_reward_model(base_path, pad_id, params.seed)).to(accelerator.device)
 
     def terms(encoded: list[EncodedItem]) -> Callable[[Any, int], dict[str, torch.Tensor]]:
         def item_terms(model: Any, i: int) -> dict[str, torch.Tensor]:
@@ -78,7 +78,7 @@ def train_reward_model(*, base_path: str, items: list[RankedItem], eval_items: l
 
     result = train_loop(accelerator=accelerator, module=module, n_train=len(train), train_terms=terms(train),
                         n_eval=len(evals), eval_terms=terms(evals), names=_PAIR_METRICS, params=params,
-                        device=device, on_step=on_step, should_stop=should_stop)
+                        on_step=on_step, should_stop=should_stop)
     summary = run_summary(result, train, evals, stats, eval_stats, timer)
     if accelerator.is_main_process:
         # Llama's score head has no bias to fold the mean into: it goes into the config, and

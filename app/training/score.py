@@ -1,5 +1,6 @@
 """Scores completions with a saved reward model, read the same way as in training and centred."""
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -9,11 +10,28 @@ from app.training.common import CompletionRewards, EncodedItem, encode_completio
 from app.training.items import Prompt, TrainingError
 
 
+# The loaded reward model stays in the worker between calls (a scoring job calls once per chunk,
+# best-of-N sampling once per batch); one at a time keeps memory bounded.
+_cache: dict[tuple[str, str, int], tuple[CompletionRewards, Any]] = {}
+_cache_lock = threading.Lock()
+
+
 def load_scorer(reward_path: str, device: str) -> tuple[CompletionRewards, Any]:
+    """The reward model and its tokenizer, loaded once per worker (the previous one is dropped)."""
+    config = Path(reward_path) / "config.json"
+    if not config.exists():
+        raise TrainingError(f"{reward_path} is not a saved reward model folder (it has no config.json)")
+    key = (str(Path(reward_path).resolve()), device, config.stat().st_mtime_ns)
+    with _cache_lock:
+        if key not in _cache:
+            _cache.clear()
+            _cache[key] = _load_scorer(reward_path, device)
+        return _cache[key]
+
+
+def _load_scorer(reward_path: str, device: str) -> tuple[CompletionRewards, Any]:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    if not (Path(reward_path) / "config.json").exists():
-        raise TrainingError(f"{reward_path} is not a saved reward model folder (it has no config.json)")
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     model = AutoModelForSequenceClassification.from_pretrained(reward_path, dtype=dtype, use_safetensors=True)
     tokenizer = AutoTokenizer.from_pretrained(reward_path)

@@ -1,13 +1,16 @@
 """Login, logout, accounts and API tokens: pages and /api/v1."""
 
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from app.db import next_cursor
-from app.deps import AdminReader, AdminUser, CurrentUser, CursorQuery, LabelingUser, OptionalPrincipal, SessionDep, log_in
-from app.errors import DomainError
+from app.deps import (
+    AdminReader, AdminUser, CurrentPrincipal, CurrentUser, CursorQuery, LabelingUser, OptionalPrincipal, SessionDep, SettingsDep, log_in,
+)
+from app.errors import DomainError, TooManyAttempts
 from app.pages import render
 from app.users import service
 from app.users.models import Role, Scope
@@ -25,8 +28,9 @@ def read_me(user: CurrentUser) -> UserRead:
 
 
 @api.put("/me/password", status_code=204, summary="Change your password (ends your other browser sessions)")
-def change_password(body: PasswordChange, session: SessionDep, user: LabelingUser) -> Response:
-    service.change_password(session=session, user=user, current=body.current_password, new=body.new_password)
+def change_password(body: PasswordChange, request: Request, session: SessionDep, settings: SettingsDep,
+                    user: LabelingUser) -> Response:
+    _change_password(request, session, settings, user, body.current_password, body.new_password)
     session.commit()
     return Response(status_code=204)
 
@@ -55,8 +59,9 @@ def list_tokens(session: SessionDep, user: CurrentUser, cursor: CursorQuery = No
 
 @api.post("/tokens", response_model=TokenCreated, status_code=201,
           summary="Create an API token; the response holds it once")
-def create_token(body: TokenCreate, session: SessionDep, user: CurrentUser) -> TokenCreated:
-    token, plain = service.create_token(session=session, user=user, name=body.name, scope=body.scope)
+def create_token(body: TokenCreate, session: SessionDep, principal: CurrentPrincipal) -> TokenCreated:
+    token, plain = service.create_token(session=session, user=principal.user, name=body.name, scope=body.scope,
+                                        caller_scope=principal.scope)
     session.commit()
     return TokenCreated(**TokenRead.model_validate(token).model_dump(), token=plain)
 
@@ -83,17 +88,57 @@ def login_page(request: Request, principal: OptionalPrincipal, next: str = "/") 
 
 
 @pages.post("/login")
-def login_submit(request: Request, session: SessionDep, username: Annotated[str, Form(max_length=64)],
-                 password: Annotated[str, Form(max_length=1024)],
+def login_submit(request: Request, session: SessionDep, settings: SettingsDep,
+                 username: Annotated[str, Form(max_length=64)], password: Annotated[str, Form(max_length=1024)],
                  next: Annotated[str, Form(max_length=2000)] = "/") -> Response:
+    context = {"next": _safe_next(next), "username": username}
+    try:
+        _check_guess_limit(request, session, settings, username)
+    except TooManyAttempts as exc:
+        return render(request, "users/login.html", {**context, "error": exc.message}, status_code=429,
+                      headers=exc.headers)
     user = service.authenticate(session=session, username=username, password=password)
     if user is None:
-        return render(request, "users/login.html",
-                      {"next": _safe_next(next), "error": "Wrong username or password.", "username": username},
+        _count_failed_guess(request, session, settings, username)
+        return render(request, "users/login.html", {**context, "error": "Wrong username or password."},
                       status_code=401)
+    service.clear_login_failures(session=session, username=username)
     session.commit()
     log_in(request, user)
     return RedirectResponse(_safe_next(next), status_code=303)
+
+
+def _address(request: Request) -> str | None:
+    # The proxy's X-Forwarded-For only when PREFLAB_TRUSTED_PROXIES names the proxy (uvicorn applies it).
+    return request.client.host if request.client else None
+
+
+def _check_guess_limit(request: Request, session: SessionDep, settings: SettingsDep, username: str) -> None:
+    """Refuse a password guess (a login, or the current password when changing it) over the limits."""
+    retry_after = service.login_retry_after(
+        session=session, username=username, address=_address(request), max_per_user=settings.login_max_failures,
+        max_per_address=settings.login_max_failures_per_address,
+        window=timedelta(seconds=settings.login_window_seconds))
+    if retry_after is not None:
+        raise TooManyAttempts(retry_after)
+
+
+def _count_failed_guess(request: Request, session: SessionDep, settings: SettingsDep, username: str) -> None:
+    session.rollback()  # whatever the request had started (a rehash, last_login_at) is not kept
+    service.record_login_failure(session=session, username=username, address=_address(request),
+                                 window=timedelta(seconds=settings.login_window_seconds))
+    session.commit()
+
+
+def _change_password(request: Request, session: SessionDep, settings: SettingsDep, user, current: str,
+                     new: str) -> None:
+    _check_guess_limit(request, session, settings, user.username)
+    try:
+        service.change_password(session=session, user=user, current=current, new=new)
+    except DomainError as exc:
+        if exc.code == "wrong_password":
+            _count_failed_guess(request, session, settings, user.username)
+        raise
 
 
 @pages.post("/logout")
@@ -116,9 +161,11 @@ def account_page(request: Request, session: SessionDep, user: CurrentUser) -> Re
 
 
 @pages.post("/account/tokens")
-def account_create_token(request: Request, session: SessionDep, user: CurrentUser,
+def account_create_token(request: Request, session: SessionDep, principal: CurrentPrincipal,
                          name: Annotated[str, Form(max_length=100)], scope: Annotated[Scope, Form()]) -> Response:
-    token, plain = service.create_token(session=session, user=user, name=name, scope=scope)
+    user = principal.user
+    token, plain = service.create_token(session=session, user=user, name=name, scope=scope,
+                                        caller_scope=principal.scope)
     session.commit()
     # Shown in this response only; the page says so and the database keeps just a hash.
     return _account_page(request, session, user, new_token=plain, status_code=201)
@@ -132,13 +179,15 @@ def account_revoke_token(token_id: int, session: SessionDep, user: CurrentUser) 
 
 
 @pages.post("/account/password")
-def account_change_password(request: Request, session: SessionDep, user: CurrentUser,
+def account_change_password(request: Request, session: SessionDep, settings: SettingsDep, user: CurrentUser,
                             current_password: Annotated[str, Form(max_length=1024)],
                             new_password: Annotated[str, Form(max_length=1024)]) -> Response:
     try:
-        service.change_password(session=session, user=user, current=current_password, new=new_password)
+        _change_password(request, session, settings, user, current_password, new_password)
     except DomainError as exc:
-        return _account_page(request, session, user, error=exc.message, status_code=exc.status_code)
+        response = _account_page(request, session, user, error=exc.message, status_code=exc.status_code)
+        response.headers.update(exc.headers or {})
+        return response
     session.commit()
     log_in(request, user)  # keep this session; the new fingerprint ends the others
     return _account_page(request, session, user, notice="Password changed.")

@@ -1,18 +1,19 @@
 """Accounts, passwords and API tokens."""
 
 import hashlib
+import math
 import re
 import secrets
 from datetime import timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from app.db import get_by_id, utcnow
 from app.errors import Conflict, Forbidden, Invalid, NotFound
-from app.users.models import ApiToken, Role, Scope, User
+from app.users.models import ApiToken, LoginFailure, Role, Scope, User
 
 _hasher = PasswordHasher()
 # Verified against when the username does not exist, so a wrong username takes as long as a
@@ -114,6 +115,44 @@ def authenticate(*, session: Session, username: str, password: str) -> User | No
     return user
 
 
+def _failure_keys(username: str, address: str | None) -> list[str]:
+    keys = ["user:" + username.lower()[:64]]
+    if address:
+        keys.append("addr:" + address[:95])
+    return keys
+
+
+def login_retry_after(*, session: Session, username: str, address: str | None, max_per_user: int,
+                      max_per_address: int, window: timedelta) -> int | None:
+    """Seconds until this username and address may try again, or None when both are under their limits.
+
+    Checked before the password, so a locked-out guesser costs no password hashing.
+    """
+    now = utcnow()
+    wait = 0.0
+    for key, limit in zip(_failure_keys(username, address), (max_per_user, max_per_address), strict=False):
+        recent = list(session.scalars(
+            select(LoginFailure.at).where(LoginFailure.key == key, LoginFailure.at > now - window)
+            .order_by(LoginFailure.at.desc()).limit(limit)))
+        if len(recent) >= limit:
+            # Once the limit-th latest failure leaves the window, one more attempt is allowed.
+            wait = max(wait, (recent[-1] + window - now).total_seconds())
+    return max(1, math.ceil(wait)) if wait > 0 else None
+
+
+def record_login_failure(*, session: Session, username: str, address: str | None, window: timedelta) -> None:
+    """Count a failed login against its username and address; forget failures older than the window."""
+    now = utcnow()
+    session.execute(delete(LoginFailure).where(LoginFailure.at <= now - window))
+    session.add_all(LoginFailure(key=key, at=now) for key in _failure_keys(username, address))
+    session.flush()
+
+
+def clear_login_failures(*, session: Session, username: str) -> None:
+    """A successful login forgets the username's failures (the address keeps its count)."""
+    session.execute(delete(LoginFailure).where(LoginFailure.key == _failure_keys(username, None)[0]))
+
+
 def change_password(*, session: Session, user: User, current: str, new: str) -> None:
     try:
         _hasher.verify(user.password_hash or _DUMMY_HASH, current)
@@ -133,10 +172,18 @@ def allowed_scopes(user: User) -> list[Scope]:
     return list(Scope) if user.is_admin else [Scope.read, Scope.label]
 
 
-def create_token(*, session: Session, user: User, name: str, scope: Scope) -> tuple[ApiToken, str]:
-    """A new token for this user; the plain token is returned once and never stored."""
+def create_token(*, session: Session, user: User, name: str, scope: Scope,
+                 caller_scope: Scope | None = None) -> tuple[ApiToken, str]:
+    """A new token for this user; the plain token is returned once and never stored.
+
+    caller_scope is the scope of the token asking (None: a browser session or the command line):
+    a token never mints one that may do more than itself.
+    """
     if scope not in allowed_scopes(user):
         raise Forbidden(f"a {user.role} cannot hold a token with scope {scope}", code="scope_not_allowed")
+    if not scope_allows(caller_scope, scope):
+        raise Forbidden(f"a token with scope '{caller_scope}' cannot create one with scope '{scope}'",
+                        code="insufficient_scope")
     name = name.strip() or "token"
     if len(name) > 100:
         raise Invalid("token name is longer than 100 characters", code="invalid_name")

@@ -20,6 +20,16 @@ def offline_hub(tmp_path, monkeypatch):
     return tmp_path / "datasets-cache"
 
 
+@pytest.fixture
+def trl_state():
+    """TRL's trainers set accelerate's process-wide state (CPU, their precision); later tests in this process
+    (Preflab's own trainers) must be able to set their own."""
+    yield
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
 def _download(client, planted, query: str, path):
     response = client.get(f"/api/v1/projects/{planted.project.id}/export?{query}", headers=planted.admin_headers)
     assert response.status_code == 200, response.text
@@ -44,7 +54,8 @@ def test_datasets_loads_every_jsonl_format(client, db, tmp_path, offline_hub):
 
 
 @pytest.mark.parametrize("style", ["standard", "conversational"])
-def test_trl_dpo_and_reward_trainers_take_the_pairs_export(client, db, tmp_path, offline_hub, tiny_model_dir, style):
+def test_trl_dpo_and_reward_trainers_take_the_pairs_export(client, db, tmp_path, offline_hub, tiny_model_dir, style,
+                                                           trl_state):
     import datasets
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer

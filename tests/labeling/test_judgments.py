@@ -12,12 +12,10 @@ from sqlalchemy.orm import Session
 from app.db import make_engine
 from app.labeling import assignments, judgments
 from app.labeling.judgments import expand_pairs
-from app.labeling.models import Assignment, Comparison, CompletionRating, Judgment, Task, TaskCompletion, TaskState
+from app.labeling.models import Assignment, Comparison, CompletionRating, Judgment, Task, TaskState
 from app.labeling.schemas import JudgmentCreate
-from app.models.models import ModelRole, ModelVersion
-from app.prompts.models import Completion, Prompt
 from app.users.models import Role, Scope
-from tests.factories import bearer, make_admin, make_project, make_token, make_user
+from tests.factories import bearer, make_admin, make_project, make_tasks, make_token, make_user
 
 
 @given(st.integers(2, 9).flatmap(lambda k: st.tuples(st.just(k), st.lists(st.integers(1, k), min_size=k, max_size=k))))
@@ -32,30 +30,6 @@ def test_every_ranking_expands_to_its_pairs(case):
         assert margin == ranks[rejected] - ranks[chosen] >= 0
         if tie:
             assert chosen < rejected
-
-
-def make_tasks(db: Session, project, *, n: int, k: int) -> list[Task]:
-    model = ModelVersion(role=ModelRole.policy, name="m", source="s", config={}, metrics={})
-    db.add(model)
-    db.flush()
-    tasks = []
-    for i in range(n):
-        prompt = Prompt(project_id=project.id, kind="text", text=f"prompt {i}", content_hash=f"h{i}", meta={})
-        db.add(prompt)
-        db.flush()
-        task = Task(project_id=project.id, prompt_id=prompt.id, labels_needed=project.labels_per_task)
-        db.add(task)
-        db.flush()
-        for position in range(k):
-            completion = Completion(prompt_id=prompt.id, model_version_id=model.id, text=f"answer {i}.{position}",
-                                    text_hash=f"{i}.{position}", token_count=3, finish_reason="stop",
-                                    sampling_params={}, seed=1)
-            db.add(completion)
-            db.flush()
-            db.add(TaskCompletion(task_id=task.id, completion_id=completion.id, position=position))
-        tasks.append(task)
-    db.commit()
-    return tasks
 
 
 @pytest.fixture

@@ -8,13 +8,13 @@ from app.training.reward import reward_pad_id
 from tests.policy.models import default_policy_file
 
 
-def test_real_default_policy_gguf_saves_as_causal_lm_and_reward_backbone(tmp_path):
+def test_real_default_policy_gguf_saves_as_causal_lm_and_reward_backbone(tiny_model_dir, tmp_path):
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
     from app.training.common import load_tokenizer
 
     gguf = str(default_policy_file())
-    tokenizer = load_tokenizer(gguf)
+    tokenizer = load_tokenizer(str(tiny_model_dir))  # the same tokenizer, without parsing it from the GGUF again
     model = load_causal_lm(gguf).eval()
     save_model(model, tokenizer, tmp_path / "lm")
 

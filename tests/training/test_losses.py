@@ -115,6 +115,9 @@ def test_grouped_reward_loss_and_gradients_equal_pair_by_pair(tiny_model_dir):
     for name, param in pairwise.named_parameters():
         assert torch.allclose(grads[name].grad, param.grad, atol=1e-5, rtol=1e-4), name
     assert grads["score.weight"].grad.abs().sum() > 0
+    reseeded = load_reward_model(str(tiny_model_dir), pad, seed=1)
+    assert not torch.equal(reseeded.score.weight, load_reward_model(str(tiny_model_dir), pad).score.weight)
+    assert torch.equal(reseeded.model.norm.weight, pairwise.model.norm.weight)  # only the new head depends on it
 
 
 def test_encoding_appends_eos_counts_truncation_and_keeps_ties_out_of_pairs(tiny_model_dir):

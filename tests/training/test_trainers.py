@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from app.training.dpo import train_dpo
-from app.training.items import RankedItem, split_by_prompt
+from app.training.items import RankedItem, TrainingError, split_by_prompt
 from app.training.params import DPOParams, RewardParams
 from app.training.reward import train_reward_model
 from app.training.score import score_completions
@@ -71,6 +71,13 @@ def test_reward_model_is_centred_on_its_training_set(tiny_model_dir, tmp_path):
     flat = [s for row in scores for s in row]
     assert len(flat) == 36 and abs(sum(flat) / len(flat)) < 1e-4
     assert max(flat) - min(flat) > 1e-3
+    from app.training.score import load_scorer
+
+    assert load_scorer(str(tmp_path / "rm"), "cpu") is load_scorer(str(tmp_path / "rm"), "cpu")  # kept loaded
+    assert score_completions(reward_path=str(tmp_path / "rm"), prompts=[items[0].prompt, "other"],
+                             completions=[items[0].completions[:1], []]) == [pytest.approx(scores[0][:1]), []]
+    with pytest.raises(TrainingError, match="no config.json"):
+        score_completions(reward_path=str(tmp_path), prompts=["p"], completions=[["c"]])
 
 
 def test_dpo_learns_shorter_wins_and_saves_a_causal_lm(tiny_model_dir, tmp_path):
@@ -92,3 +99,45 @@ def test_dpo_learns_shorter_wins_and_saves_a_causal_lm(tiny_model_dir, tmp_path)
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "dpo", use_safetensors=True)
     assert sum(p.numel() for p in model.parameters()) > 0
     assert not hasattr(model.config, "quantization_config")
+
+
+def test_dpo_reads_reference_logps_from_the_cache_and_cancels_between_steps(tiny_model_dir, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    items = shorter_wins(6, seed=2)
+    params = DPOParams(lr=1e-3, max_steps=1, batch_judgments=6)
+    first = []
+    train_dpo(base_path=str(tiny_model_dir), items=items, eval_items=[], out_dir=tmp_path / "a", params=params,
+              on_step=first.append, ref_cache_dir=tmp_path / "cache", cache_key="s1")
+    assert first[0]["loss"] == pytest.approx(math.log(2), abs=1e-6)
+    [cached] = (tmp_path / "cache").glob("*.safetensors")
+    logps = load_file(cached)["logps"]
+    assert logps.shape == (18,) and bool((logps < 0).all())
+    # Shift the cached reference of every completion by its length: a run that reads the cache no
+    # longer starts at ln 2, one that recomputed it would.
+    save_file({"logps": logps - torch.arange(18, dtype=torch.float32) * 0.5}, str(cached))
+    again = []
+    train_dpo(base_path=str(tiny_model_dir), items=items, eval_items=[], out_dir=tmp_path / "b", params=params,
+              on_step=again.append, ref_cache_dir=tmp_path / "cache", cache_key="s1")
+    assert abs(again[0]["loss"] - math.log(2)) > 1e-3
+    other = []
+    train_dpo(base_path=str(tiny_model_dir), items=items, eval_items=[], out_dir=tmp_path / "c",
+              params=params.model_copy(update={"max_length": 256}), on_step=other.append,
+              ref_cache_dir=tmp_path / "cache", cache_key="s1")
+    assert other[0]["loss"] == pytest.approx(math.log(2), abs=1e-6)  # max_length is part of the key
+    assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 2
+
+    class Cancelled(Exception):
+        pass
+
+    calls = []
+
+    def should_stop():
+        calls.append(1)
+        if len(calls) > 6 + 1:  # the reference pass (6 judgments) and the first step go through
+            raise Cancelled
+
+    with pytest.raises(Cancelled):
+        train_dpo(base_path=str(tiny_model_dir), items=items, eval_items=[], out_dir=tmp_path / "d",
+                  params=DPOParams(lr=1e-3, batch_judgments=1, epochs=2), should_stop=should_stop)
+    assert not (tmp_path / "d").exists()
