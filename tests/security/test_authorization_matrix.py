@@ -135,6 +135,10 @@ MATRIX: dict[tuple[str, str], Row] = {
         f"rank-{cid}": str(rank) for cid, rank in w.ranks("task_a").items()}),
     ("POST", "/tasks/{task_id}/review/gold/clear"): Row(303, ADMIN, form={}),
     ("POST", "/projects/{project_id}/review/gold-rate"): Row(303, ADMIN, form={"gold_rate": "10"}),
+    ("GET", "/jobs/{job_id}"): Row(200, ADMIN),
+    ("POST", "/jobs/{job_id}/cancel"): Row(303, ADMIN, form={}, ids={"job_id": "job_b"}),  # the API row cancels job_a
+    ("GET", "/models"): Row(200, ADMIN),
+    ("POST", "/models/{model_id}/promote"): Row(303, ADMIN, form=lambda w: {"project_id": str(w.ids["project_a"])}),
     ("GET", "/account"): Row(200, USER),
     ("POST", "/account/tokens"): Row(201, USER, form={"name": "page token", "scope": "read"}),
     ("POST", "/account/tokens/{token_id}/revoke"): Row(303, OWN, form={}),
