@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 from argon2 import PasswordHasher
+from hypothesis import settings as hypothesis_settings
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -22,6 +23,11 @@ from app.config import Settings
 from app.db import get_session, make_engine
 from app.main import create_app
 from app.users import service as users_service
+
+# Property tests check values, not speed: hypothesis's 200 ms per-example deadline failed once on the
+# shared 2-core machine (test_tau_b_matches_scipy) while other work ran.
+hypothesis_settings.register_profile("preflab", deadline=None)
+hypothesis_settings.load_profile("preflab")
 
 PG_SERVER_URL = os.environ.get("PREFLAB_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 TEST_SECRET = "test-secret-key-0123456789-abcdefghijklmnop"

@@ -4,7 +4,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
+import threading
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -120,9 +120,20 @@ def test_worker_starts_and_stops_cleanly(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFLAB_")}
     env.update(PREFLAB_DATABASE_URL=url, PREFLAB_DATA_DIR=str(tmp_path), PREFLAB_SECRET_KEY=SECRET)
     proc = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=env, stderr=subprocess.PIPE, text=True)
-    time.sleep(3)
-    assert proc.poll() is None, proc.stderr.read()
+    lines: list[str] = []
+
+    def read_until_started() -> None:  # the start-up line, however long imports take on a busy machine
+        for line in proc.stderr:
+            lines.append(line)
+            if "started on" in line:
+                return
+
+    reader = threading.Thread(target=read_until_started, daemon=True)
+    reader.start()
+    reader.join(timeout=120)
+    assert proc.poll() is None and any("started on" in line for line in lines), "".join(lines)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)
+    err = "".join(lines) + err
     assert proc.returncode == 0
     assert "started on sqlite; handles sample" in err and "worker stopped" in err
