@@ -2,6 +2,7 @@
 
 import re
 import uuid
+from collections.abc import Callable
 
 from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
@@ -38,21 +39,24 @@ def make_project(db: Session, creator: User, **fields) -> Project:
     return project
 
 
-def make_tasks(db: Session, project, *, n: int, k: int) -> list[Task]:
-    """n open tasks of k completions each, from one policy version."""
-    model = ModelVersion(role=ModelRole.policy, name="m", source="s", config={}, metrics={})
-    db.add(model)
-    db.flush()
+def make_tasks(db: Session, project, *, n: int, k: int, model: ModelVersion | None = None,
+               prompt_text: Callable[[int], str] = "prompt {}".format,
+               completion_text: Callable[[int, int], str] = "answer {}.{}".format) -> list[Task]:
+    """n open tasks of k completions each, from one policy version (a new one unless `model` is given)."""
+    if model is None:
+        model = ModelVersion(role=ModelRole.policy, name="m", source="s", config={}, metrics={})
+        db.add(model)
+        db.flush()
     tasks = []
     for i in range(n):
-        prompt = Prompt(project_id=project.id, kind="text", text=f"prompt {i}", content_hash=f"h{i}", meta={})
+        prompt = Prompt(project_id=project.id, kind="text", text=prompt_text(i), content_hash=f"h{i}", meta={})
         db.add(prompt)
         db.flush()
         task = Task(project_id=project.id, prompt_id=prompt.id, labels_needed=project.labels_per_task)
         db.add(task)
         db.flush()
         for position in range(k):
-            completion = Completion(prompt_id=prompt.id, model_version_id=model.id, text=f"answer {i}.{position}",
+            completion = Completion(prompt_id=prompt.id, model_version_id=model.id, text=completion_text(i, position),
                                     text_hash=f"{i}.{position}", token_count=3, finish_reason="stop",
                                     sampling_params={}, seed=1)
             db.add(completion)

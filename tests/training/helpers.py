@@ -11,7 +11,7 @@ from app.models.service import promote, register_model
 from app.projects.models import Project
 from app.prompts.models import Completion, Prompt
 from app.users.models import Role, User
-from tests.factories import make_admin, make_project, make_user
+from tests.factories import make_admin, make_project, make_tasks, make_user
 from tests.review.helpers import label
 
 WORDS = ["sun", "sea", "tree", "stone", "river", "cloud", "bird", "leaf"]
@@ -45,25 +45,11 @@ def labeled_project(db: Session, policy_source: str, *, prompts: int = 6, k: int
     policy = register_model(session=db, data=ModelCreate(name="tiny policy", backend="transformers",
                                                          source=policy_source))
     promote(model=policy, project=project)
-    made = []
-    for i in range(prompts):
-        prompt = Prompt(project_id=project.id, kind="text", text=f"Describe the {WORDS[i % len(WORDS)]} ({i}).",
-                        content_hash=f"h{i}", meta={})
-        db.add(prompt)
-        db.flush()
-        task = Task(project_id=project.id, prompt_id=prompt.id, labels_needed=1)
-        db.add(task)
-        db.flush()
-        for position in range(k):
-            text = " ".join(WORDS[(i + j) % len(WORDS)] for j in range(1 + 3 * position))
-            completion = Completion(prompt_id=prompt.id, model_version_id=policy.id, text=text,
-                                    text_hash=f"{i}.{position}", token_count=1 + 3 * position, finish_reason="stop",
-                                    sampling_params={}, seed=1)
-            db.add(completion)
-            db.flush()
-            db.add(TaskCompletion(task_id=task.id, completion_id=completion.id, position=position))
-        made.append(prompt)
-    db.commit()
+    tasks = make_tasks(db, project, n=prompts, k=k, model=policy,
+                       prompt_text=lambda i: f"Describe the {WORDS[i % len(WORDS)]} ({i}).",
+                       completion_text=lambda i, position: " ".join(WORDS[(i + j) % len(WORDS)]
+                                                                    for j in range(1 + 3 * position)))
+    made = [db.get(Prompt, task.prompt_id) for task in tasks]
     for _ in range(prompts):
         assert label(db, project, labeler, shorter_wins) is not None
     return Labeled(admin=admin, project=project, policy=policy, prompts=made)
