@@ -27,18 +27,66 @@ def ranked_items(seed: int = 0) -> list[RankedItem]:
     return items
 
 
-def trl_logps(model, prompt: list[int], completion: list[list[int]], pad_id: int) -> torch.Tensor:
+def trl_logps(model, prompt: list[int], completion: list[list[int]], pad_id: int, device: str = "cpu") -> torch.Tensor:
     """TRL's way: prompt+completion sequences concatenated, full forward, log_softmax, gather, prompt masked."""
     seqs = [prompt + c for c in completion]
     width = max(map(len, seqs))
-    ids = torch.tensor([s + [pad_id] * (width - len(s)) for s in seqs])
-    attention = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs])
+    ids = torch.tensor([s + [pad_id] * (width - len(s)) for s in seqs], device=device)
+    attention = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs], device=device)
     logits = model(input_ids=ids, attention_mask=attention).logits.float()
     logps = torch.log_softmax(logits[:, :-1], dim=-1).gather(2, ids[:, 1:].unsqueeze(2)).squeeze(2)
     loss_mask = torch.zeros_like(ids[:, 1:], dtype=torch.bool)
     for row, c in enumerate(completion):
         loss_mask[row, len(prompt) - 1:len(prompt) - 1 + len(c)] = True
     return (logps * loss_mask).sum(1)
+
+
+def grouped_dpo_loss(policy, ref_model, encoded, pad: int, beta: float, device: str = "cpu") -> torch.Tensor:
+    """Preflab's way: each judgment's completions in one grouped forward, the mean over its pairs."""
+    losses = []
+    for enc in encoded:
+        with torch.no_grad():
+            ref = CompletionLogps(ref_model)(*pad_completions(enc, pad, device))
+        logps = policy(*pad_completions(enc, pad, device))
+        losses.append(dpo_pair_terms(logps, ref, enc.pairs, beta)["losses"].mean())
+    return torch.stack(losses).mean()
+
+
+def pairwise_dpo_loss(policy, ref_model, encoded, pad: int, beta: float, device: str = "cpu") -> torch.Tensor:
+    """TRL's way: every pair forwarded as its own chosen and rejected sequences."""
+    item_losses = []
+    for enc in encoded:
+        pair_losses = []
+        for w, lo in enc.pairs:
+            chosen_rejected = [enc.completion_ids[w], enc.completion_ids[lo]]
+            with torch.no_grad():
+                ref = trl_logps(ref_model, enc.prompt_ids, chosen_rejected, pad, device)
+            pol = trl_logps(policy, enc.prompt_ids, chosen_rejected, pad, device)
+            pair_losses.append(-F.logsigmoid(beta * ((pol[0] - ref[0]) - (pol[1] - ref[1]))))
+        item_losses.append(torch.stack(pair_losses).mean())
+    return torch.stack(item_losses).mean()
+
+
+def grouped_reward_loss(module, encoded, pad: int, coef: float, device: str = "cpu") -> torch.Tensor:
+    losses = [reward_pair_terms(module(*pad_completions(enc, pad, device)), enc.pairs, enc.margins,
+                                use_margin=True, center_coef=coef)["losses"].mean() for enc in encoded]
+    return torch.stack(losses).mean()
+
+
+def pairwise_reward_loss(model, encoded, pad: int, coef: float, device: str = "cpu") -> torch.Tensor:
+    """Each pair as two padded sequences, scored by transformers' own pooling (last non-pad token)."""
+    item_losses = []
+    for enc in encoded:
+        pair_losses = []
+        for (w, lo), margin in zip(enc.pairs, enc.margins):
+            seqs = [enc.prompt_ids + enc.completion_ids[w], enc.prompt_ids + enc.completion_ids[lo]]
+            width = max(map(len, seqs))
+            ids = torch.tensor([s + [pad] * (width - len(s)) for s in seqs], device=device)
+            attention = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs], device=device)
+            r = model(input_ids=ids, attention_mask=attention).logits.squeeze(-1).float()
+            pair_losses.append(-F.logsigmoid(r[0] - r[1] - margin) + coef * (r[0] + r[1]) ** 2)
+        item_losses.append(torch.stack(pair_losses).mean())
+    return torch.stack(item_losses).mean()
 
 
 def test_grouped_dpo_loss_and_gradients_equal_pair_by_pair(tiny_model_dir, tmp_path):
@@ -53,26 +101,9 @@ def test_grouped_dpo_loss_and_gradients_equal_pair_by_pair(tiny_model_dir, tmp_p
 
     grouped = CompletionLogps(load_causal_lm(str(tiny_model_dir)))
     pairwise = load_causal_lm(str(tiny_model_dir))
-    losses = []
-    for enc in encoded:
-        with torch.no_grad():
-            ref = CompletionLogps(ref_model)(*pad_completions(enc, pad, "cpu"))
-        logps = grouped(*pad_completions(enc, pad, "cpu"))
-        losses.append(dpo_pair_terms(logps, ref, enc.pairs, beta)["losses"].mean())
-    grouped_loss = torch.stack(losses).mean()
+    grouped_loss = grouped_dpo_loss(grouped, ref_model, encoded, pad, beta)
     grouped_loss.backward()
-
-    item_losses = []
-    for enc in encoded:
-        pair_losses = []
-        for w, lo in enc.pairs:
-            chosen_rejected = [enc.completion_ids[w], enc.completion_ids[lo]]
-            with torch.no_grad():
-                ref = trl_logps(ref_model, enc.prompt_ids, chosen_rejected, pad)
-            pol = trl_logps(pairwise, enc.prompt_ids, chosen_rejected, pad)
-            pair_losses.append(-F.logsigmoid(beta * ((pol[0] - ref[0]) - (pol[1] - ref[1]))))
-        item_losses.append(torch.stack(pair_losses).mean())
-    pairwise_loss = torch.stack(item_losses).mean()
+    pairwise_loss = pairwise_dpo_loss(pairwise, ref_model, encoded, pad, beta)
     pairwise_loss.backward()
 
     assert sum(len(e.pairs) for e in encoded) == 1 + 2 + 5 + 10 + 8
@@ -92,25 +123,12 @@ def test_grouped_reward_loss_and_gradients_equal_pair_by_pair(tiny_model_dir):
     pairwise = load_reward_model(str(tiny_model_dir), pad)
     coef = 0.05
 
-    losses = [reward_pair_terms(grouped(*pad_completions(enc, pad, "cpu")), enc.pairs, enc.margins,
-                                use_margin=True, center_coef=coef)["losses"].mean() for enc in encoded]
-    torch.stack(losses).mean().backward()
-
-    item_losses = []
-    for enc in encoded:
-        pair_losses = []
-        for (w, lo), margin in zip(enc.pairs, enc.margins):
-            seqs = [enc.prompt_ids + enc.completion_ids[w], enc.prompt_ids + enc.completion_ids[lo]]
-            width = max(map(len, seqs))
-            ids = torch.tensor([s + [pad] * (width - len(s)) for s in seqs])
-            attention = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs])
-            r = pairwise(input_ids=ids, attention_mask=attention).logits.squeeze(-1).float()  # HF's pooling
-            pair_losses.append(-F.logsigmoid(r[0] - r[1] - margin) + coef * (r[0] + r[1]) ** 2)
-        item_losses.append(torch.stack(pair_losses).mean())
-    pairwise_loss = torch.stack(item_losses).mean()
+    grouped_loss = grouped_reward_loss(grouped, encoded, pad, coef)
+    grouped_loss.backward()
+    pairwise_loss = pairwise_reward_loss(pairwise, encoded, pad, coef)
     pairwise_loss.backward()
 
-    assert torch.stack(losses).mean().item() == pytest.approx(pairwise_loss.item(), abs=1e-5)
+    assert grouped_loss.item() == pytest.approx(pairwise_loss.item(), abs=1e-5)
     grads = dict(grouped.model.named_parameters())
     for name, param in pairwise.named_parameters():
         assert torch.allclose(grads[name].grad, param.grad, atol=1e-5, rtol=1e-4), name

@@ -27,6 +27,16 @@ def shorter_wins(n_prompts: int, k: int = 3, seed: int = 0) -> list[RankedItem]:
     return items
 
 
+def transformers_scores(model, tokenizer, prompt: str, texts: list[str]) -> list[float]:
+    """Raw rewards as transformers computes them: padded sequences, its own last-non-pad-token pooling."""
+    rendered = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
+                                             tokenize=False)
+    batch = tokenizer([rendered + t + tokenizer.eos_token for t in texts], add_special_tokens=False,
+                      padding=True, return_tensors="pt")
+    with torch.no_grad():
+        return model(**batch).logits.squeeze(-1).tolist()
+
+
 def test_reward_model_learns_shorter_wins_and_scores_like_transformers(tiny_model_dir, tmp_path):
     train, held_out = split_by_prompt(shorter_wins(80), eval_fraction=0.25, seed=0)
     steps = []
@@ -53,13 +63,8 @@ def test_reward_model_learns_shorter_wins_and_scores_like_transformers(tiny_mode
     offset = model.config.reward_mean
     assert offset == pytest.approx(result["reward_mean"])
     for prompt, texts, row in zip(prompts, completions, scores):
-        rendered = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
-                                                 tokenize=False)
-        batch = tokenizer([rendered + t + tokenizer.eos_token for t in texts], add_special_tokens=False,
-                          padding=True, return_tensors="pt")
-        with torch.no_grad():
-            raw = model(**batch).logits.squeeze(-1)
-        assert row == pytest.approx((raw - offset).tolist(), abs=1e-4)
+        assert row == pytest.approx([r - offset for r in transformers_scores(model, tokenizer, prompt, texts)],
+                                    abs=1e-4)
 
 
 def test_reward_model_is_centred_on_its_training_set(tiny_model_dir, tmp_path):
