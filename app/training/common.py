@@ -47,18 +47,28 @@ def load_reward_model(base_path: str, pad_id: int, seed: int = 0) -> Any:
     """A sequence classifier (one label) on the base model's backbone, with a score head drawn from seed."""
     from transformers import AutoModelForSequenceClassification
 
-    return rebuild(AutoModelForSequenceClassification, _load_raw(base_path), seed=seed, num_labels=1,
-                   pad_token_id=pad_id)
+    if Path(base_path).suffix == ".gguf":
+        return rebuild(AutoModelForSequenceClassification, _load_raw(base_path), seed=seed, num_labels=1,
+                       pad_token_id=pad_id)
+    # From a folder the backbone loads straight into the classifier: only the new head is initialised.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model, info = _load_raw(base_path, AutoModelForSequenceClassification, num_labels=1, pad_token_id=pad_id,
+                                output_loading_info=True)
+    missing = sorted(name for name in info["missing_keys"] if not name.startswith("score."))
+    if missing:
+        raise TrainingError(f"{base_path!r} has no weights for {missing[:5]} of the reward model's backbone")
+    return model
 
 
-def _load_raw(base_path: str) -> Any:
+def _load_raw(base_path: str, cls: Any = None, **config_changes: Any) -> Any:
     from transformers import AutoModelForCausalLM
 
-    kwargs: dict[str, Any] = {"dtype": torch.float32}
+    kwargs: dict[str, Any] = {"dtype": torch.float32, "attn_implementation": "sdpa", **config_changes}
     if Path(base_path).suffix != ".gguf":
         kwargs["use_safetensors"] = True  # never unpickle a checkpoint
     try:
-        return _from_pretrained(AutoModelForCausalLM, base_path, **kwargs)
+        return _from_pretrained(cls or AutoModelForCausalLM, base_path, **kwargs)
     except PolicyError as exc:
         raise TrainingError(str(exc)) from exc
     except (OSError, ValueError) as exc:
@@ -207,34 +217,136 @@ def encode_items(tokenizer: Any, items: list[RankedItem], max_length: int) -> tu
     return out, stats
 
 
-def pad_completions(item: EncodedItem, pad_id: int, device: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(prompt (1, P), completions right-padded (K, C), lengths (K,)) on device."""
-    lengths = [len(c) for c in item.completion_ids]
-    width = max(lengths)
-    rows = [c + [pad_id] * (width - len(c)) for c in item.completion_ids]
-    return (torch.tensor([item.prompt_ids], device=device), torch.tensor(rows, device=device),
-            torch.tensor(lengths, device=device))
+# A packed row's attention is computed over the whole row, masked entries too, so rows are kept short:
+# at 512 tokens the attention of SmolLM2-135M costs about a quarter of its matmuls on the CPU.
+ROW_TOKENS = 512
+
+
+@dataclass
+class TokenBatch:
+    """Several judgments packed for one forward: rows of prompts, each followed by some of its completions.
+
+    Every completion attends to its own prompt and its own earlier tokens (a block-diagonal, tree-shaped
+    causal mask) at positions that continue the prompt's, so a row computes what separate
+    prompt+completion sequences would, with each prompt forwarded once. Judgments share a row while they
+    fit in ROW_TOKENS (no padding between them); one that does not fit alone is split over rows, its
+    prompt repeated. `inputs` is what CompletionLogps and CompletionRewards take; they return one value
+    per completion, judgments in order, `sizes` of them per judgment.
+    """
+
+    inputs: tuple[torch.Tensor, ...]
+    sizes: list[int]
+    winners: torch.Tensor  # per pair: the winner's completion index in the batch
+    losers: torch.Tensor
+    pair_item: torch.Tensor  # per pair: its judgment's index in the batch
+    margins: torch.Tensor
+
+
+def _chunks(enc: EncodedItem) -> list[tuple[int, int]]:
+    """The judgment's completions as ranges [start, end) that fit ROW_TOKENS with the prompt (one at least)."""
+    chunks, start, used = [], 0, len(enc.prompt_ids)
+    for k, tokens in enumerate(enc.completion_ids):
+        if k > start and used + len(tokens) > ROW_TOKENS:
+            chunks.append((start, k))
+            start, used = k, len(enc.prompt_ids)
+        used += len(tokens)
+    return chunks + [(start, len(enc.completion_ids))]
+
+
+def pad_batch(items: list[EncodedItem], pad_id: int, device: Any) -> TokenBatch:
+    """The items' tokens packed in rows on device, with index tensors for reading the completions back."""
+    offsets = [0]
+    for enc in items:
+        offsets.append(offsets[-1] + len(enc.completion_ids))
+    chunks = [(len(enc.prompt_ids) + sum(map(len, enc.completion_ids[start:end])), i, start, end)
+              for i, enc in enumerate(items) for start, end in _chunks(enc)]
+    # First fit, longest first: rows come out nearly full and of similar length, so little padding.
+    rows: list[list[tuple[int, int, int]]] = []  # (item, first completion, end) per block of a row
+    used: list[int] = []
+    for size, i, start, end in sorted(chunks, key=lambda chunk: -chunk[0]):
+        row = next((r for r, n in enumerate(used) if n + size <= ROW_TOKENS), len(rows))
+        if row == len(rows):
+            rows.append([])
+            used.append(0)
+        rows[row].append((i, start, end))
+        used[row] += size
+    ids, positions, blocks, segments = [], [], [], []
+    predictors, targets, completion_of, last = [], [], [], [0] * offsets[-1]
+    width = 0
+    for row in rows:
+        row_ids, row_pos, row_block, row_seg = [], [], [], []
+        for block, (i, first, end) in enumerate(row):
+            prompt = items[i].prompt_ids
+            p, prompt_end = len(prompt), len(row_ids) + len(prompt) - 1
+            row_ids += prompt
+            row_pos += range(p)
+            row_block += [block] * p
+            row_seg += [0] * p
+            for k in range(first, end):
+                tokens = items[i].completion_ids[k]
+                at = len(row_ids)
+                # Token t of a completion is predicted at the position before it: the prompt's last for t = 0.
+                predictors.append((len(ids), prompt_end, at, len(tokens)))
+                targets += tokens
+                completion_of += [offsets[i] + k] * len(tokens)
+                last[offsets[i] + k] = (len(ids), at + len(tokens) - 1)
+                row_ids += tokens
+                row_pos += range(p, p + len(tokens))
+                row_block += [block] * len(tokens)
+                row_seg += [k + 1] * len(tokens)
+        ids.append(row_ids)
+        positions.append(row_pos)
+        blocks.append(row_block)
+        segments.append(row_seg)
+        width = max(width, len(row_ids))
+    for row_ids, row_pos, row_block, row_seg in zip(ids, positions, blocks, segments):
+        pad = width - len(row_ids)
+        row_ids += [pad_id] * pad
+        row_pos += [0] * pad
+        row_block += [-1] * pad
+        row_seg += [-1] * pad
+    flat_predictors = [r * width + t for r, prompt_end, at, n in predictors
+                       for t in [prompt_end, *range(at, at + n - 1)]]
+    winners, losers, pair_item, margins = [], [], [], []
+    for i, enc in enumerate(items):
+        winners += [offsets[i] + w for w, _ in enc.pairs]
+        losers += [offsets[i] + lo for _, lo in enc.pairs]
+        pair_item += [i] * len(enc.pairs)
+        margins += enc.margins
+
+    def tensor(values: list, dtype: torch.dtype = torch.long) -> torch.Tensor:
+        return torch.tensor(values, dtype=dtype, device=device)
+
+    block, segment = tensor(blocks), tensor(segments)
+    same_block = block.unsqueeze(2) == block.unsqueeze(1)
+    query, key = segment.unsqueeze(2), segment.unsqueeze(1)
+    causal = torch.ones(width, width, dtype=torch.bool, device=device).tril()
+    # A real token sees its prompt and its own completion; a pad sees the pads before it (never nothing).
+    mask = causal & same_block & ((key == query) | (key == 0))
+    inputs = (tensor(ids), tensor(positions), mask.unsqueeze(1), tensor(flat_predictors), tensor(targets),
+              tensor(completion_of), tensor([r * width + t for r, t in last]))
+    return TokenBatch(inputs, [len(enc.completion_ids) for enc in items], tensor(winners), tensor(losers),
+                      tensor(pair_item), tensor(margins, torch.float32))
+
+
+def item_means(values: torch.Tensor, batch: TokenBatch) -> torch.Tensor:
+    """The mean of per-pair values over each judgment's pairs (every judgment has one at least)."""
+    n = len(batch.sizes)
+    counts = torch.bincount(batch.pair_item, minlength=n).to(values.dtype)
+    return torch.zeros(n, dtype=values.dtype, device=values.device).index_add(0, batch.pair_item, values) / counts
 
 
 # --- the grouped forward ------------------------------------------------------------------------------
 
-def grouped_hidden(backbone: nn.Module, prompt: torch.Tensor, completions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Forward the prompt once, then all K completions on its key/value cache (expanded K times).
-
-    Gradients flow through the cache into the prompt's forward. Completions are right-padded, so a real
-    token never attends to a pad (pads only follow it): no attention mask is needed. Returns the
-    prompt's last hidden state (1, d) and the completions' hidden states (K, C, d).
-    """
-    k, width = completions.shape
-    p = prompt.shape[1]
-    out = backbone(input_ids=prompt, use_cache=True)
-    prompt_last = out.last_hidden_state[:, -1]
-    cache = out.past_key_values
-    cache.batch_repeat_interleave(k)
-    positions = torch.arange(p, p + width, device=prompt.device).unsqueeze(0).expand(k, -1)
-    out = backbone(input_ids=completions, past_key_values=cache, use_cache=True, position_ids=positions,
-                   cache_position=torch.arange(p, p + width, device=prompt.device))
-    return prompt_last, out.last_hidden_state
+def packed_hidden(backbone: nn.Module, input_ids: torch.Tensor, position_ids: torch.Tensor,
+                  mask: torch.Tensor) -> torch.Tensor:
+    """The backbone's last hidden states (rows * width, d) over packed rows (see TokenBatch)."""
+    if backbone.config._attn_implementation != "sdpa":
+        # The tree mask is a boolean 4D mask in scaled_dot_product_attention's convention.
+        raise TrainingError(f"training needs the sdpa attention, not {backbone.config._attn_implementation!r}")
+    hidden = backbone(input_ids=input_ids, position_ids=position_ids, attention_mask=mask,
+                      use_cache=False).last_hidden_state
+    return hidden.reshape(-1, hidden.shape[-1])
 
 
 class CompletionLogps(nn.Module):
@@ -244,18 +356,16 @@ class CompletionLogps(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, prompt: torch.Tensor, completions: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        prompt_last, hidden = grouped_hidden(self.model.base_model, prompt, completions)
-        k, width = completions.shape
-        # Position t predicts completion token t: the prompt's last state predicts token 0.
-        predictors = torch.cat([prompt_last.expand(k, -1).unsqueeze(1), hidden[:, :width - 1]], dim=1)
-        mask = torch.arange(width, device=completions.device).unsqueeze(0) < lengths.unsqueeze(1)
+    def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor, mask: torch.Tensor,
+                predictors: torch.Tensor, targets: torch.Tensor, completion_of: torch.Tensor,
+                last: torch.Tensor) -> torch.Tensor:
+        hidden = packed_hidden(self.model.base_model, input_ids, position_ids, mask)
         # The LM head only at completion positions, in float32 even under bf16 autocast (log-ratios of
         # long sums are sensitive), and no full-vocabulary log_softmax kept around.
-        logits = _float32_linear(self.model.get_output_embeddings(), predictors[mask])
-        token_logps = logits.gather(1, completions[mask].unsqueeze(1)).squeeze(1) - torch.logsumexp(logits, dim=1)
-        rows = torch.arange(k, device=completions.device).unsqueeze(1).expand(k, width)[mask]
-        return torch.zeros(k, device=completions.device, dtype=torch.float32).index_add(0, rows, token_logps)
+        logits = _float32_linear(self.model.get_output_embeddings(), hidden[predictors])
+        token_logps = logits.gather(1, targets.unsqueeze(1)).squeeze(1) - torch.logsumexp(logits, dim=1)
+        return torch.zeros(len(last), device=logits.device, dtype=torch.float32).index_add(0, completion_of,
+                                                                                             token_logps)
 
 
 class CompletionRewards(nn.Module):
@@ -265,10 +375,11 @@ class CompletionRewards(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, prompt: torch.Tensor, completions: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        _, hidden = grouped_hidden(self.model.base_model, prompt, completions)
-        last = hidden[torch.arange(completions.shape[0], device=completions.device), lengths - 1]
-        return _float32_linear(self.model.score, last).squeeze(-1)
+    def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor, mask: torch.Tensor,
+                predictors: torch.Tensor, targets: torch.Tensor, completion_of: torch.Tensor,
+                last: torch.Tensor) -> torch.Tensor:
+        hidden = packed_hidden(self.model.base_model, input_ids, position_ids, mask)
+        return _float32_linear(self.model.score, hidden[last]).squeeze(-1)
 
 
 def _float32_linear(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
@@ -313,6 +424,24 @@ def epoch_batches(items: list[Any], schedule: Schedule, *, seed: int, epoch: int
         yield [items[i] for i in mine[start:start + schedule.per_step]]
 
 
+def forward_groups(batch: list[int], size: int) -> list[list[int]]:
+    """A step's judgments in forward batches of `size` (batch_judgments), in order."""
+    return [batch[i:i + size] for i in range(0, len(batch), size)]
+
+
+def first_epoch_groups(n_items: int, params: _TrainParams, world: int) -> list[list[int]]:
+    """Every process's forward batches of the first epoch, in order (an item may recur under DDP padding).
+
+    A pass over the items with these batches (DPO's reference log-probs) computes exactly what the first
+    steps will, with the same shapes, so the first step's loss is exactly ln 2.
+    """
+    schedule = make_schedule(n_items, params, world)
+    return [group for rank in range(world)
+            for batch in epoch_batches(list(range(n_items)), schedule, seed=params.seed, epoch=0, rank=rank,
+                                       world=world)
+            for group in forward_groups(batch, params.batch_judgments)]
+
+
 def linear_lr(optimizer: torch.optim.Optimizer, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear decay to zero over the run, no warm-up (transformers' and TRL's default)."""
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: max(0.0, 1.0 - step / total_steps))
@@ -332,37 +461,42 @@ def call_stop(should_stop: Callable[[], None] | None) -> None:
 
 
 class PairStats:
-    """Means over items (loss) and over pairs (the named per-pair figures) of one step or one evaluation."""
+    """Means over judgments (loss) and over pairs (the named per-pair figures) of one step or one evaluation.
+
+    Sums stay on the device until figures() (one synchronisation per step, not one per forward).
+    """
 
     def __init__(self, names: tuple[str, ...]) -> None:
         self.names = names
-        self.item_losses: list[float] = []
-        self.sums = dict.fromkeys(names, 0.0)
+        self.item_losses: list[torch.Tensor] = []
+        self.sums: list[torch.Tensor] = []
         self.pairs = 0
 
     def add(self, terms: dict[str, torch.Tensor]) -> None:
-        self.item_losses.append(terms["losses"].detach().mean().item())
-        for name in self.names:
-            self.sums[name] += terms[name].detach().float().sum().item()
+        self.item_losses.append(terms["item_losses"].detach().float())
+        self.sums.append(torch.stack([terms[name].detach().float().sum() for name in self.names]))
         self.pairs += len(terms["losses"])
 
     def figures(self, prefix: str = "") -> dict[str, float]:
-        out = {f"{prefix}loss": sum(self.item_losses) / max(1, len(self.item_losses))}
-        out.update({f"{prefix}{name}": total / max(1, self.pairs) for name, total in self.sums.items()})
-        return out
+        loss, *sums = torch.cat([torch.cat(self.item_losses).mean().unsqueeze(0),
+                                 torch.stack(self.sums).sum(0)]).tolist()
+        return {f"{prefix}loss": loss} | {f"{prefix}{name}": total / max(1, self.pairs)
+                                          for name, total in zip(self.names, sums)}
 
 
-ItemTerms = Callable[[nn.Module, int], dict[str, torch.Tensor]]
+# The terms of one forward batch: per-pair "losses" and named figures, and "item_losses", each judgment's
+# mean over its pairs.
+GroupTerms = Callable[[nn.Module, list[int]], dict[str, torch.Tensor]]
 
 
-def evaluate(module: nn.Module, n_items: int, terms: ItemTerms, names: tuple[str, ...],
-             accelerator: Any) -> dict[str, float]:
-    """Held-out figures (eval/ prefix): the same per-item terms, in eval mode without grads."""
+def evaluate(module: nn.Module, n_items: int, terms: GroupTerms, names: tuple[str, ...], accelerator: Any,
+             batch_judgments: int) -> dict[str, float]:
+    """Held-out figures (eval/ prefix): the same terms, in eval mode without grads."""
     stats = PairStats(names)
     module.eval()
     with torch.inference_mode(), accelerator.autocast():
-        for i in range(n_items):
-            stats.add(terms(module, i))
+        for group in forward_groups(list(range(n_items)), batch_judgments):
+            stats.add(terms(module, group))
     module.train()
     return stats.figures("eval/") | {"eval/pairs": stats.pairs}
 
@@ -376,15 +510,15 @@ class LoopResult:
     last_eval: dict[str, float]
 
 
-def train_loop(*, accelerator: Any, module: nn.Module, n_train: int, train_terms: ItemTerms, n_eval: int,
-               eval_terms: ItemTerms, names: tuple[str, ...], params: _TrainParams,
+def train_loop(*, accelerator: Any, module: nn.Module, n_train: int, train_terms: GroupTerms, n_eval: int,
+               eval_terms: GroupTerms, names: tuple[str, ...], params: _TrainParams,
                on_step: Callable[[dict], None] | None, should_stop: Callable[[], None] | None) -> LoopResult:
-    """AdamW with linear decay; one judgment per forward, batch_judgments x grad_accum judgments a step.
+    """AdamW with linear decay; batch_judgments judgments a forward, grad_accum forwards a step.
 
-    Each judgment's loss is backpropagated as soon as it is computed (scaled by 1 / judgments per step),
-    so only one judgment's activations are alive at a time; DDP syncs gradients on the step's last one.
-    Calls should_stop before every step and, on the main process, on_step after it (and after each
-    epoch's evaluation, which the main process runs alone).
+    Each forward batch's loss is backpropagated as soon as it is computed (its judgments' losses over the
+    judgments in the step), so one batch's activations are alive at a time; DDP syncs gradients on the
+    step's last one. Calls should_stop before every step and, on the main process, on_step after it (and
+    after each epoch's evaluation, which the main process runs alone).
     """
     schedule = make_schedule(n_train, params, accelerator.num_processes)
     optimizer = make_optimizer(list(module.parameters()), lr=params.lr, weight_decay=params.weight_decay)
@@ -399,11 +533,12 @@ def train_loop(*, accelerator: Any, module: nn.Module, n_train: int, train_terms
                 break
             call_stop(should_stop)
             stats = PairStats(names)
-            for n, i in enumerate(batch):
-                with nullcontext() if n == len(batch) - 1 else accelerator.no_sync(module):
+            groups = forward_groups(batch, params.batch_judgments)
+            for n, group in enumerate(groups):
+                with nullcontext() if n == len(groups) - 1 else accelerator.no_sync(module):
                     with accelerator.autocast():
-                        terms = train_terms(module, i)
-                    accelerator.backward(terms["losses"].mean() / len(batch))
+                        terms = train_terms(module, group)
+                    accelerator.backward(terms["item_losses"].sum() / len(batch))
                 stats.add(terms)
             lr = scheduler.get_last_lr()[0]
             optimizer.step()
@@ -415,7 +550,8 @@ def train_loop(*, accelerator: Any, module: nn.Module, n_train: int, train_terms
                 on_step({"step": step, "total_steps": schedule.total_steps, "epoch": epoch + 1, "lr": lr,
                          "pairs": stats.pairs, **last})
         if n_eval and accelerator.is_main_process:
-            last_eval = evaluate(accelerator.unwrap_model(module), n_eval, eval_terms, names, accelerator)
+            last_eval = evaluate(accelerator.unwrap_model(module), n_eval, eval_terms, names, accelerator,
+                                 params.batch_judgments)
             if on_step is not None:
                 on_step({"step": step, "total_steps": schedule.total_steps, "epoch": epoch + 1, **last_eval})
     accelerator.wait_for_everyone()

@@ -10,9 +10,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from app.training.common import (CompletionLogps, EncodedItem, StepTimer, call_stop, encode_items, load_causal_lm,
-                                 load_tokenizer, make_accelerator, pad_completions, pick_device, run_summary,
-                                 save_model, train_loop)
+from app.training.common import (CompletionLogps, EncodedItem, StepTimer, TokenBatch, call_stop, encode_items,
+                                 first_epoch_groups, forward_groups, item_means, load_causal_lm, load_tokenizer,
+                                 make_accelerator, pad_batch, pick_device, run_summary, save_model, train_loop)
 from app.training.items import RankedItem, TrainingError
 from app.training.params import DPOParams
 
@@ -20,16 +20,16 @@ _PAIR_METRICS = ("rewards/chosen", "rewards/rejected", "rewards/accuracies", "re
                  "logps/chosen", "logps/rejected")
 
 
-def dpo_pair_terms(policy: torch.Tensor, reference: torch.Tensor, pairs: list[tuple[int, int]],
+def dpo_pair_terms(policy: torch.Tensor, reference: torch.Tensor, batch: TokenBatch,
                    beta: float) -> dict[str, torch.Tensor]:
     """Per-pair DPO loss (sigmoid) and TRL's per-pair figures, from per-completion summed log-probs."""
-    winners = torch.tensor([w for w, _ in pairs], device=policy.device)
-    losers = torch.tensor([lo for _, lo in pairs], device=policy.device)
-    chosen = beta * (policy[winners] - reference[winners])
-    rejected = beta * (policy[losers] - reference[losers])
-    return {"losses": -F.logsigmoid(chosen - rejected), "rewards/chosen": chosen, "rewards/rejected": rejected,
-            "rewards/accuracies": (chosen > rejected).float(), "rewards/margins": chosen - rejected,
-            "logps/chosen": policy[winners], "logps/rejected": policy[losers]}
+    chosen = beta * (policy[batch.winners] - reference[batch.winners])
+    rejected = beta * (policy[batch.losers] - reference[batch.losers])
+    losses = -F.logsigmoid(chosen - rejected)
+    return {"losses": losses, "item_losses": item_means(losses, batch), "rewards/chosen": chosen,
+            "rewards/rejected": rejected, "rewards/accuracies": (chosen > rejected).float(),
+            "rewards/margins": chosen - rejected, "logps/chosen": policy[batch.winners],
+            "logps/rejected": policy[batch.losers]}
 
 
 def _ref_cache_path(ref_cache_dir: Path, cache_key: str | None, base_path: str, max_length: int,
@@ -41,22 +41,28 @@ def _ref_cache_path(ref_cache_dir: Path, cache_key: str | None, base_path: str, 
     return ref_cache_dir / f"ref-logps-{digest.hexdigest()[:32]}.safetensors"
 
 
-def reference_logps(module: CompletionLogps, encoded: list[EncodedItem], *, pad_id: int, accelerator: Any,
-                    should_stop: Callable[[], None] | None = None) -> list[torch.Tensor]:
-    """Per-completion log-probs under the initial weights (eval mode, no grads), one tensor per item."""
+def reference_logps(module: CompletionLogps, encoded: list[EncodedItem], groups: list[list[int]], *, pad_id: int,
+                    accelerator: Any, should_stop: Callable[[], None] | None = None) -> list[torch.Tensor]:
+    """Per-completion log-probs under the initial weights (eval mode, no grads), one tensor per item.
+
+    groups are the forward batches to compute them in (each item in one at least).
+    """
     was_training = module.training
     module.eval()
-    out = []
+    out: list[torch.Tensor | None] = [None] * len(encoded)
     with torch.inference_mode(), accelerator.autocast():
-        for enc in encoded:
+        for group in groups:
             call_stop(should_stop)
-            out.append(module(*pad_completions(enc, pad_id, accelerator.device)).float().clone())
+            batch = pad_batch([encoded[i] for i in group], pad_id, accelerator.device)
+            for i, logps in zip(group, module(*batch.inputs).float().split(batch.sizes)):
+                out[i] = logps.clone()
     module.train(was_training)
     return out
 
 
-def cached_reference_logps(module: CompletionLogps, encoded: list[EncodedItem], *, pad_id: int, accelerator: Any,
-                           path: Path | None, should_stop: Callable[[], None] | None = None) -> list[torch.Tensor]:
+def cached_reference_logps(module: CompletionLogps, encoded: list[EncodedItem], groups: list[list[int]], *,
+                           pad_id: int, accelerator: Any, path: Path | None,
+                           should_stop: Callable[[], None] | None = None) -> list[torch.Tensor]:
     """Reference log-probs from the cache file when it exists, else computed once and written there."""
     from safetensors.torch import load_file, save_file
 
@@ -65,7 +71,7 @@ def cached_reference_logps(module: CompletionLogps, encoded: list[EncodedItem], 
         flat = load_file(str(path))["logps"].to(accelerator.device)
         if flat.numel() == sum(sizes):
             return list(flat.split(sizes))
-    refs = reference_logps(module, encoded, pad_id=pad_id, accelerator=accelerator, should_stop=should_stop)
+    refs = reference_logps(module, encoded, groups, pad_id=pad_id, accelerator=accelerator, should_stop=should_stop)
     if path is not None and accelerator.is_main_process:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
@@ -95,14 +101,20 @@ def train_dpo(*, base_path: str, items: list[RankedItem], eval_items: list[Ranke
     cache_path = None
     if ref_cache_dir is not None:
         cache_path = _ref_cache_path(Path(ref_cache_dir), cache_key, base_path, params.max_length, train + evals)
-    refs = cached_reference_logps(module, train + evals, pad_id=pad_id, accelerator=accelerator,
+    # The training items in the first epoch's forward batches (so step 0 recomputes exactly these), then
+    # the held-out ones in evaluate's.
+    groups = first_epoch_groups(len(train), params, accelerator.num_processes)
+    groups += [[len(train) + i for i in group] for group in forward_groups(list(range(len(evals))),
+                                                                            params.batch_judgments)]
+    refs = cached_reference_logps(module, train + evals, groups, pad_id=pad_id, accelerator=accelerator,
                                   path=cache_path, should_stop=should_stop)
 
-    def terms(encoded: list[EncodedItem], offset: int) -> Callable[[Any, int], dict[str, torch.Tensor]]:
-        def item_terms(model: Any, i: int) -> dict[str, torch.Tensor]:
-            logps = model(*pad_completions(encoded[i], pad_id, accelerator.device))
-            return dpo_pair_terms(logps.float(), refs[offset + i], encoded[i].pairs, params.beta)
-        return item_terms
+    def terms(encoded: list[EncodedItem], offset: int) -> Callable[[Any, list[int]], dict[str, torch.Tensor]]:
+        def group_terms(model: Any, group: list[int]) -> dict[str, torch.Tensor]:
+            batch = pad_batch([encoded[i] for i in group], pad_id, accelerator.device)
+            reference = torch.cat([refs[offset + i] for i in group])
+            return dpo_pair_terms(model(*batch.inputs).float(), reference, batch, params.beta)
+        return group_terms
 
     result = train_loop(accelerator=accelerator, module=module, n_train=len(train), train_terms=terms(train, 0),
                         n_eval=len(evals), eval_terms=terms(evals, len(train)), names=_PAIR_METRICS,

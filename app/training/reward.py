@@ -7,27 +7,25 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from app.training.common import (CompletionRewards, EncodedItem, StepTimer, call_stop, encode_items,
-                                 load_reward_model, load_tokenizer, make_accelerator, pad_completions, pick_device,
-                                 run_summary, save_model, train_loop)
+from app.training.common import (CompletionRewards, EncodedItem, StepTimer, TokenBatch, call_stop, encode_items,
+                                 forward_groups, item_means, load_reward_model, load_tokenizer, make_accelerator,
+                                 pad_batch, pick_device, run_summary, save_model, train_loop)
 from app.training.items import RankedItem, TrainingError
 from app.training.params import RewardParams
 
 _PAIR_METRICS = ("accuracy", "margin")
 
 
-def reward_pair_terms(rewards: torch.Tensor, pairs: list[tuple[int, int]], margins: list[float], *,
-                      use_margin: bool, center_coef: float) -> dict[str, torch.Tensor]:
+def reward_pair_terms(rewards: torch.Tensor, batch: TokenBatch, *, use_margin: bool,
+                      center_coef: float) -> dict[str, torch.Tensor]:
     """Per-pair -log sigmoid(r_w - r_l [- margin]) + center_coef (r_w + r_l)^2, with accuracy and margin."""
-    winners = torch.tensor([w for w, _ in pairs], device=rewards.device)
-    losers = torch.tensor([lo for _, lo in pairs], device=rewards.device)
-    r_w, r_l = rewards[winners], rewards[losers]
+    r_w, r_l = rewards[batch.winners], rewards[batch.losers]
     diff = r_w - r_l
-    logits = diff - torch.tensor(margins, device=rewards.device) if use_margin else diff
-    losses = -F.logsigmoid(logits)
+    losses = -F.logsigmoid(diff - batch.margins if use_margin else diff)
     if center_coef:
         losses = losses + center_coef * (r_w + r_l) ** 2
-    return {"losses": losses, "accuracy": (diff > 0).float(), "margin": diff}
+    return {"losses": losses, "item_losses": item_means(losses, batch), "accuracy": (diff > 0).float(),
+            "margin": diff}
 
 
 def reward_pad_id(tokenizer: Any) -> int:
@@ -39,18 +37,19 @@ def reward_pad_id(tokenizer: Any) -> int:
     raise TrainingError("the tokenizer has no token besides EOS to pad with (pad, unk and bos are all EOS or unset)")
 
 
-def mean_reward(module: Any, encoded: list[EncodedItem], *, pad_id: int, accelerator: Any,
+def mean_reward(module: Any, encoded: list[EncodedItem], *, pad_id: int, accelerator: Any, batch_judgments: int,
                 should_stop: Callable[[], None] | None) -> float:
     """The mean reward over every training completion (what is subtracted to centre the rewards)."""
-    total, count = 0.0, 0
+    total = torch.zeros((), dtype=torch.float64, device=accelerator.device)
+    count = 0
     module.eval()
     with torch.inference_mode(), accelerator.autocast():
-        for enc in encoded:
+        for group in forward_groups(list(range(len(encoded))), batch_judgments):
             call_stop(should_stop)
-            rewards = module(*pad_completions(enc, pad_id, accelerator.device)).float()
-            total += rewards.sum().item()
-            count += rewards.numel()
-    return total / max(1, count)
+            batch = pad_batch([encoded[i] for i in group], pad_id, accelerator.device)
+            total += module(*batch.inputs).double().sum()
+            count += sum(batch.sizes)
+    return total.item() / max(1, count)
 
 
 def train_reward_model(*, base_path: str, items: list[RankedItem], eval_items: list[RankedItem], out_dir: Path,
@@ -69,12 +68,12 @@ def train_reward_model(*, base_path: str, items: list[RankedItem], eval_items: l
         raise TrainingError(f"none of the {len(items)} training judgments has a non-tied pair to learn from")
     module = CompletionRewards(load_reward_model(base_path, pad_id, params.seed)).to(accelerator.device)
 
-    def terms(encoded: list[EncodedItem]) -> Callable[[Any, int], dict[str, torch.Tensor]]:
-        def item_terms(model: Any, i: int) -> dict[str, torch.Tensor]:
-            rewards = model(*pad_completions(encoded[i], pad_id, accelerator.device))
-            return reward_pair_terms(rewards.float(), encoded[i].pairs, encoded[i].margins,
-                                     use_margin=params.use_margin, center_coef=params.center_coef)
-        return item_terms
+    def terms(encoded: list[EncodedItem]) -> Callable[[Any, list[int]], dict[str, torch.Tensor]]:
+        def group_terms(model: Any, group: list[int]) -> dict[str, torch.Tensor]:
+            batch = pad_batch([encoded[i] for i in group], pad_id, accelerator.device)
+            return reward_pair_terms(model(*batch.inputs).float(), batch, use_margin=params.use_margin,
+                                     center_coef=params.center_coef)
+        return group_terms
 
     result = train_loop(accelerator=accelerator, module=module, n_train=len(train), train_terms=terms(train),
                         n_eval=len(evals), eval_terms=terms(evals), names=_PAIR_METRICS, params=params,
@@ -83,7 +82,8 @@ def train_reward_model(*, base_path: str, items: list[RankedItem], eval_items: l
     if accelerator.is_main_process:
         # Llama's score head has no bias to fold the mean into: it goes into the config, and
         # score_completions subtracts it.
-        offset = mean_reward(result.module, train, pad_id=pad_id, accelerator=accelerator, should_stop=should_stop)
+        offset = mean_reward(result.module, train, pad_id=pad_id, accelerator=accelerator,
+                             batch_judgments=params.batch_judgments, should_stop=should_stop)
         model = result.module.model
         model.config.reward_mean = offset
         model.config.reward_max_length = params.max_length

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from app.training.common import CompletionRewards, EncodedItem, encode_completions, pad_completions, pick_device
+from app.training.common import CompletionRewards, EncodedItem, encode_completions, pad_batch, pick_device
 from app.training.items import Prompt, TrainingError
 
 
@@ -40,7 +40,10 @@ def _load_scorer(reward_path: str, device: str) -> tuple[CompletionRewards, Any]
 
 def score_completions(*, reward_path: str, prompts: list[Prompt], completions: list[list[str]],
                       device: str | None = None, batch_size: int = 16) -> list[list[float]]:
-    """One centred reward per completion, in order; a prompt's completions share one forward of the prompt."""
+    """One centred reward per completion, in order; each prompt is forwarded once for its completions.
+
+    Up to batch_size completions (of one prompt or several) go through the model in one forward.
+    """
     if len(prompts) != len(completions):
         raise TrainingError(f"{len(prompts)} prompts but {len(completions)} lists of completions")
     device = pick_device(device)
@@ -49,16 +52,24 @@ def score_completions(*, reward_path: str, prompts: list[Prompt], completions: l
     offset = float(getattr(config, "reward_mean", 0.0))
     max_length = int(getattr(config, "reward_max_length", 512))
     pad_id = config.pad_token_id
-    out: list[list[float]] = []
+    encoded = [encode_completions(tokenizer, prompt, texts[start:start + batch_size], max_length)
+               for prompt, texts in zip(prompts, completions) for start in range(0, len(texts), batch_size)]
+    scores: list[float] = []
+    group: list[EncodedItem] = []
     with torch.inference_mode():
-        for prompt, texts in zip(prompts, completions):
-            scores: list[float] = []
-            for start in range(0, len(texts), batch_size):
-                enc = encode_completions(tokenizer, prompt, texts[start:start + batch_size], max_length)
-                scores.extend(_score(module, enc, pad_id, device))
-            out.append([s - offset for s in scores])
+        for enc in encoded:
+            if group and sum(len(e.completion_ids) for e in group) + len(enc.completion_ids) > batch_size:
+                scores += _score(module, group, pad_id, device)
+                group = []
+            group.append(enc)
+        if group:
+            scores += _score(module, group, pad_id, device)
+    out: list[list[float]] = []
+    for texts in completions:
+        out.append([s - offset for s in scores[:len(texts)]])
+        scores = scores[len(texts):]
     return out
 
 
-def _score(module: CompletionRewards, enc: EncodedItem, pad_id: int, device: str) -> list[float]:
-    return module(*pad_completions(enc, pad_id, device)).float().tolist()
+def _score(module: CompletionRewards, group: list[EncodedItem], pad_id: int, device: str) -> list[float]:
+    return module(*pad_batch(group, pad_id, device).inputs).float().tolist()

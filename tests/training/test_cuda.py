@@ -153,7 +153,7 @@ def test_autocast_computes_in_bf16_while_weights_grads_and_optimizer_stay_float3
         load_tokenizer,
         make_accelerator,
         make_optimizer,
-        pad_completions,
+        pad_batch,
     )
     from app.training.reward import reward_pad_id
     from tests.training.test_losses import ranked_items
@@ -174,7 +174,7 @@ def test_autocast_computes_in_bf16_while_weights_grads_and_optimizer_stay_float3
 
     hook = module.model.model.layers[0].mlp.down_proj.register_forward_hook(record)
     with accelerator.autocast():
-        rewards = module(*pad_completions(enc, pad, accelerator.device))
+        rewards = module(*pad_batch([enc], pad, accelerator.device).inputs)
     hook.remove()
     assert seen["down_proj"] == torch.bfloat16 and rewards.dtype == torch.float32
     accelerator.backward(rewards.square().mean())

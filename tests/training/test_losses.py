@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from app.training.common import (CompletionLogps, CompletionRewards, encode_items, load_causal_lm,
-                                 load_reward_model, load_tokenizer, pad_completions)
+                                 load_reward_model, load_tokenizer, pad_batch)
 from app.training.dpo import dpo_pair_terms
 from app.training.items import RankedItem
 from app.training.reward import reward_pad_id, reward_pair_terms
@@ -42,14 +42,11 @@ def trl_logps(model, prompt: list[int], completion: list[list[int]], pad_id: int
 
 
 def grouped_dpo_loss(policy, ref_model, encoded, pad: int, beta: float, device: str = "cpu") -> torch.Tensor:
-    """Preflab's way: each judgment's completions in one grouped forward, the mean over its pairs."""
-    losses = []
-    for enc in encoded:
-        with torch.no_grad():
-            ref = CompletionLogps(ref_model)(*pad_completions(enc, pad, device))
-        logps = policy(*pad_completions(enc, pad, device))
-        losses.append(dpo_pair_terms(logps, ref, enc.pairs, beta)["losses"].mean())
-    return torch.stack(losses).mean()
+    """Preflab's way: all judgments packed into one forward, each judgment's loss the mean over its pairs."""
+    batch = pad_batch(encoded, pad, device)
+    with torch.no_grad():
+        ref = CompletionLogps(ref_model)(*batch.inputs)
+    return dpo_pair_terms(policy(*batch.inputs), ref, batch, beta)["item_losses"].mean()
 
 
 def pairwise_dpo_loss(policy, ref_model, encoded, pad: int, beta: float, device: str = "cpu") -> torch.Tensor:
@@ -68,9 +65,8 @@ def pairwise_dpo_loss(policy, ref_model, encoded, pad: int, beta: float, device:
 
 
 def grouped_reward_loss(module, encoded, pad: int, coef: float, device: str = "cpu") -> torch.Tensor:
-    losses = [reward_pair_terms(module(*pad_completions(enc, pad, device)), enc.pairs, enc.margins,
-                                use_margin=True, center_coef=coef)["losses"].mean() for enc in encoded]
-    return torch.stack(losses).mean()
+    batch = pad_batch(encoded, pad, device)
+    return reward_pair_terms(module(*batch.inputs), batch, use_margin=True, center_coef=coef)["item_losses"].mean()
 
 
 def pairwise_reward_loss(model, encoded, pad: int, coef: float, device: str = "cpu") -> torch.Tensor:
@@ -136,6 +132,32 @@ def test_grouped_reward_loss_and_gradients_equal_pair_by_pair(tiny_model_dir):
     reseeded = load_reward_model(str(tiny_model_dir), pad, seed=1)
     assert not torch.equal(reseeded.score.weight, load_reward_model(str(tiny_model_dir), pad).score.weight)
     assert torch.equal(reseeded.model.norm.weight, pairwise.model.norm.weight)  # only the new head depends on it
+
+
+def test_packing_rows_and_forward_batches_leave_every_completion_the_same_values(tiny_model_dir, monkeypatch):
+    import app.training.common as common
+
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    pad = reward_pad_id(tokenizer)
+    encoded, _ = encode_items(tokenizer, ranked_items(seed=5), max_length=60)
+    logps = CompletionLogps(load_causal_lm(str(tiny_model_dir))).eval()
+    rewards = CompletionRewards(load_reward_model(str(tiny_model_dir), pad)).eval()
+    with torch.no_grad():
+        together = pad_batch(encoded, pad, "cpu")
+        assert together.inputs[0].shape[0] == 1 and together.sizes == [2, 3, 4, 5, 5]  # all in one row
+        one_by_one = [pad_batch([enc], pad, "cpu") for enc in encoded]
+        monkeypatch.setattr(common, "ROW_TOKENS", 1)  # every completion in a row of its own, with its prompt
+        split = pad_batch(encoded, pad, "cpu")
+        assert split.inputs[0].shape[0] == 19
+        for module in (logps, rewards):
+            values = module(*together.inputs)
+            assert values.shape == (19,) and bool(torch.isfinite(values).all())
+            assert torch.allclose(values, torch.cat([module(*b.inputs) for b in one_by_one]), atol=1e-5)
+            assert torch.allclose(values, module(*split.inputs), atol=1e-5)
+        # Each completion's log-prob is what a forward of prompt + completion alone gives.
+        enc = encoded[3]
+        alone = trl_logps(logps.model, enc.prompt_ids, enc.completion_ids, pad)
+        assert torch.allclose(logps(*together.inputs)[2 + 3 + 4:2 + 3 + 4 + 5], alone, atol=1e-4)
 
 
 def test_encoding_appends_eos_counts_truncation_and_keeps_ties_out_of_pairs(tiny_model_dir):
