@@ -6,7 +6,8 @@ The data are completions the real default policy sampled on the CPU beforehand (
 train_vs_trl prompts (8 x K=4, 48 pairs) and a larger set (64 x K=4, 384 pairs), the shorter completion
 preferred. Each trainer runs end to end in this process (load from disk, tokenise, reference pass or
 centring pass, train, save) after one warm-up run, so CUDA's start-up is not counted; `train_pairs_per_s`
-is the pairs of steps 2..N over the time from the end of step 1 to the end of step N.
+is the pairs of steps 2..N over the time from the end of step 1 to the end of step N. Every step is one
+forward batch of prompts / --steps judgments; `--sets 64 --steps 1 --epochs 4` trains 64 per forward.
 
     python bench/train_gpu.py --make-samples samples.json              # here, on the CPU, once
     python bench/train_gpu.py --samples samples.json --model-dir DIR   # on the GPU machine
@@ -65,7 +66,8 @@ def random_model(model_dir: Path, out: Path) -> Path:
     return out
 
 
-def run(which: str, base: Path, items: list, steps: int, max_length: int, device: str, workdir: Path) -> dict:
+def run(which: str, base: Path, items: list, steps: int, max_length: int, device: str, workdir: Path,
+        epochs: int = 1) -> dict:
     import torch
 
     from app.training.dpo import train_dpo
@@ -82,12 +84,12 @@ def run(which: str, base: Path, items: list, steps: int, max_length: int, device
     if which == "dpo":
         result = train_dpo(base_path=str(base), items=items, eval_items=[], out_dir=out_dir, device=device,
                            params=DPOParams(lr=1e-6, beta=0.1, batch_judgments=per_step, max_length=max_length,
-                                            eval_fraction=0.0),
+                                            eval_fraction=0.0, epochs=epochs),
                            on_step=lambda s: stamps.append((time.perf_counter(), s)))
     else:
         result = train_reward_model(base_path=str(base), items=items, eval_items=[], out_dir=out_dir, device=device,
                                     params=RewardParams(lr=1e-5, batch_judgments=per_step, max_length=max_length,
-                                                        eval_fraction=0.0),
+                                                        eval_fraction=0.0, epochs=epochs),
                                     on_step=lambda s: stamps.append((time.perf_counter(), s)))
     seconds = time.perf_counter() - start
     later = sum(s["pairs"] for _, s in stamps[1:])
@@ -102,7 +104,8 @@ def main() -> None:
     parser.add_argument("--samples", type=Path)
     parser.add_argument("--model-dir", type=Path, help="SmolLM2's config.json and tokenizer")
     parser.add_argument("--sets", default="8,64", help="prompt counts to train on (each x K=4 completions)")
-    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=4, help="optimizer steps per epoch (one forward batch each)")
+    parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cuda")
@@ -122,14 +125,15 @@ def main() -> None:
         for n in (int(x) for x in args.sets.split(",")):
             items = _items(rows[:n])
             for which in ("dpo", "rm"):
-                runs = [run(which, base, items, args.steps, args.max_length, args.device, workdir)
+                runs = [run(which, base, items, args.steps, args.max_length, args.device, workdir, args.epochs)
                         for _ in range(args.repeats)]
                 seconds = statistics.median(r["seconds"] for r in runs)
                 train_rates = [r["train_pairs_per_s"] for r in runs if r["train_pairs_per_s"]]
                 figures[f"{which}-{n}x{K}"] = {
-                    "pairs": runs[0]["pairs"], "steps": runs[0]["steps"], "seconds_median": round(seconds, 3),
+                    "pairs": runs[0]["pairs"], "judgments_per_forward": len(items) // args.steps,
+                    "epochs": args.epochs, "steps": runs[0]["steps"], "seconds_median": round(seconds, 3),
                     "seconds": [round(r["seconds"], 3) for r in runs],
-                    "pairs_per_s": round(runs[0]["pairs"] / seconds, 1),
+                    "pairs_per_s": round(runs[0]["pairs"] * args.epochs / seconds, 1),
                     "train_pairs_per_s": round(statistics.median(train_rates), 1) if train_rates else None,
                     "step0_loss": round(runs[0]["step0_loss"], 6),
                     "peak_gpu_mb": round(max(r["peak_gpu_mb"] for r in runs))}

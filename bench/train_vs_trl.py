@@ -15,6 +15,7 @@ import math
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -138,6 +139,7 @@ def run_one(which: str, workdir: Path, args: argparse.Namespace) -> dict:
         extra = {}
     else:
         extra, seconds = _run_trl(which, folder, rows, out_dir, args, losses, start)
+    shutil.rmtree(out_dir)  # each run saves a 0.5 GB model; the timings already include writing it
     return {"seconds": seconds, "pairs": len(rows), "steps": len(losses), "losses": losses,
             "peak_rss_mb": _peak_rss_mb(), **extra}
 
