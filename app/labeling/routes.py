@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import func, select
 
 from app.db import MAX_ROW_ID, iso, next_cursor
-from app.deps import AdminReader, CurrentUser, CursorQuery, LabelingUser, SessionDep
+from app.deps import AdminReader, CurrentUser, CursorQuery, LabelingUser, SessionDep, labeler_in_route
 from app.errors import Invalid
 from app.labeling import assignments, judgments, listing, service
 from app.labeling.models import Assignment, Judgment, Task, TaskState
@@ -59,7 +59,8 @@ def _assignment_read(lease: assignments.Lease) -> dict:
 @labeling_api.post("/projects/{project_id}/assignments", response_model=AssignmentRead, status_code=201,
                    responses={204: {"description": "No task is waiting for this labeler"}},
                    summary="Lease the next task (or the one you hold) for labeling")
-def lease_next(project_id: int, session: SessionDep, user: LabelingUser) -> Response:
+def lease_next(project_id: int, request: Request, session: SessionDep) -> Response:
+    user = labeler_in_route(request, session)
     project = get_project(session=session, project_id=project_id, user=user)
     lease = assignments.lease_next(session=session, project=project, user=user)
     session.commit()
@@ -70,8 +71,9 @@ def lease_next(project_id: int, session: SessionDep, user: LabelingUser) -> Resp
 
 @labeling_api.post("/assignments/{assignment_id}/judgment", response_model=JudgmentRead, status_code=201,
                    summary="Submit a ranking and ratings; the Idempotency-Key makes retries safe")
-def submit(assignment_id: int, body: JudgmentCreate, session: SessionDep, user: LabelingUser,
+def submit(assignment_id: int, body: JudgmentCreate, request: Request, session: SessionDep,
            idempotency_key: Annotated[str, Header(max_length=100)]) -> Response:
+    user = labeler_in_route(request, session)
     summary = judgments.submit_judgment(session=session, assignment_id=assignment_id, user=user, body=body,
                                         idempotency_key=idempotency_key)
     session.commit()
