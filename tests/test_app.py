@@ -1,5 +1,6 @@
 """Settings, the error shape, the HTML error page and what the web process imports."""
 
+import gc
 import stat
 import subprocess
 import sys
@@ -160,7 +161,7 @@ def test_streamed_body_over_the_limit_is_413_and_imports_nothing(client, db, adm
     assert db.scalar(select(func.count()).select_from(Prompt)) == 0
 
 
-def test_web_threads_sets_the_route_threadpool_and_the_connection_pool(tmp_path):
+def test_web_threads_sets_the_route_threadpool_and_the_connection_pool_and_startup_is_frozen(tmp_path):
     from anyio import to_thread
     from fastapi.testclient import TestClient
 
@@ -170,4 +171,7 @@ def test_web_threads_sets_the_route_threadpool_and_the_connection_pool(tmp_path)
     with TestClient(app) as client:
         # The lifespan sets the limiter of the server's event loop, the one sync routes run through.
         assert client.portal.call(lambda: to_thread.current_default_thread_limiter().total_tokens) == 5
+        # What start-up made is left out of the garbage collector's passes while the app runs, and only then.
+        assert gc.get_freeze_count() > 10_000
+    assert gc.get_freeze_count() == 0
     app.state.engine.dispose()
