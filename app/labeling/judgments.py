@@ -116,18 +116,17 @@ def _write_pairs(session: Session, judgment_id: int, task_id: int, body: Judgmen
     pairs = expand_pairs(ranks)
     connection = session.connection()
     ratings = body.ratings
-    # One multi-row INSERT each (a statement per K and per pair count, compiled once), not executemany:
-    # a row per statement cost the web process and PostgreSQL more than the rest of the submission.
-    connection.execute(_INSERT_RATINGS.values([
+    # executemany: a multi-row INSERT (.values([...])) is compiled again on every call (not cached), which
+    # cost the web process more CPU than the rest of the submission in a load-test profile.
+    connection.execute(_INSERT_RATINGS, [
         {"judgment_id": judgment_id, "completion_id": cid, "rank": ranks[cid],
          "likert": ratings[str(cid)].likert if str(cid) in ratings else None,
          "flags": sorted(set(ratings[str(cid)].flags)) if str(cid) in ratings else [],
          "note": ratings[str(cid)].note if str(cid) in ratings else ""}
-        for cid in sorted(ranks)]))
-    if pairs:
-        connection.execute(_INSERT_PAIRS.values([
-            {"judgment_id": judgment_id, "task_id": task_id, "chosen_id": chosen, "rejected_id": rejected,
-             "margin": margin, "is_tie": tie} for chosen, rejected, margin, tie in pairs]))
+        for cid in sorted(ranks)])
+    connection.execute(_INSERT_PAIRS, [
+        {"judgment_id": judgment_id, "task_id": task_id, "chosen_id": chosen, "rejected_id": rejected,
+         "margin": margin, "is_tie": tie} for chosen, rejected, margin, tie in pairs])
     return pairs
 
 
