@@ -21,6 +21,7 @@ from app.export.routes import api as export_api
 from app.jobs.routes import api as jobs_api
 from app.jobs.routes import pages as jobs_pages
 from app.labeling.routes import api as tasks_api
+from app.labeling.fastpath import install as install_fast_path
 from app.labeling.routes import labeling_api
 from app.labeling.routes import pages as labeling_pages
 from app.models.routes import api as models_api
@@ -79,11 +80,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestGuardMiddleware, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
 
-    # The labeling queue first: FastAPI tries the routes in order, and lease/submit are the busiest.
-    for router in (labeling_api, users_api, projects_api, prompts_api, tasks_api, jobs_api, models_api, review_api,
+    for router in (users_api, projects_api, prompts_api, tasks_api, labeling_api, jobs_api, models_api, review_api,
                    export_api):
         document_errors(router)
         app.include_router(router, prefix=API_PREFIX)
+    install_fast_path(app, API_PREFIX)  # in front of the routes above: lease and submit (app/labeling/fastpath.py)
     for router in (users_pages, projects_pages, prompts_pages, labeling_pages, review_pages, jobs_pages, models_pages):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=str(ROOT / "static")), name="static")
