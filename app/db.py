@@ -73,9 +73,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     # No pool_pre_ping: it costs a round trip per request. A connection that died with its server
     # fails its first statement, SQLAlchemy then discards the whole pool, and the request is
     # answered 503 (app/errors.py); the next ones get fresh connections.
-    # Sync routes run in a threadpool of 40: every one of them may hold a connection at once. A pool
-    # smaller than that opened and closed "overflow" connections all through a load test (a new
-    # PostgreSQL backend each time: 2.6% of the server's CPU in profiles, and PostgreSQL's own).
+    # The web process passes its thread count (PREFLAB_WEB_THREADS): every sync route may hold a
+    # connection at once. A pool smaller than that opened and closed "overflow" connections all
+    # through a load test (a new PostgreSQL backend each time: 2.6% of the server's CPU in profiles).
     kwargs.setdefault("pool_size", 40)
     kwargs.setdefault("max_overflow", 10)
     return create_engine(url, **kwargs)

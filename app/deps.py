@@ -71,7 +71,7 @@ async def csrf_protect(request: Request) -> None:
         return
     if request.headers.get("authorization"):
         return  # a bearer token is not sent by browsers on their own, so it cannot be forged
-    if request.url.path.startswith("/api/") and "uid" not in request.session:
+    if request.scope["path"].startswith("/api/") and "uid" not in request.session:
         return  # no cookie credential: authentication will answer 401
     expected = request.session.get("csrf")
     sent = request.headers.get(CSRF_HEADER)
@@ -109,7 +109,7 @@ async def guard_request(request: Request) -> None:
     offered would otherwise be ignored silently), and NUL characters in form fields and in bodies
     already read (FastAPI reads JSON bodies before dependencies; a route reading its own checks it)."""
     route = request.scope.get("route")
-    if request.url.path.startswith("/api/") and route is not None and hasattr(route, "dependant"):
+    if request.scope["path"].startswith("/api/") and route is not None and hasattr(route, "dependant"):
         known = getattr(route, "query_names", None)
         if known is None:  # worked out once per route, and kept on it
             known = route.query_names = _query_names(route.dependant)
@@ -127,7 +127,8 @@ async def guard_request(request: Request) -> None:
         raise Invalid(NUL_MESSAGE, code="nul_character")
 
 
-def optional_principal(request: Request, session: SessionDep) -> Principal | None:
+def resolve_principal(request: Request, session: Session) -> Principal | None:
+    """Who sent the request: a bearer token's user, the session cookie's, or None. Does I/O."""
     auth = request.headers.get("authorization")
     if auth:
         scheme, _, value = auth.partition(" ")
@@ -149,14 +150,28 @@ def optional_principal(request: Request, session: SessionDep) -> Principal | Non
     return Principal(user=user, scope=None)
 
 
+def optional_principal(request: Request, session: SessionDep) -> Principal | None:
+    return resolve_principal(request, session)
+
+
 OptionalPrincipal = Annotated[Principal | None, Depends(optional_principal)]
 # The checks below do no I/O, so they are async: a sync dependency costs a hop through the threadpool.
 
 
-async def current_principal(principal: OptionalPrincipal) -> Principal:
+def _authenticated(principal: Principal | None) -> Principal:
     if principal is None:
         raise Unauthorized("log in, or send 'Authorization: Bearer <token>'", code="not_authenticated")
     return principal
+
+
+def _may_label(principal: Principal) -> User:
+    if not scope_allows(principal.scope, Scope.label):
+        raise Forbidden("this API token has scope 'read'; labeling needs 'label'", code="insufficient_scope")
+    return principal.user
+
+
+async def current_principal(principal: OptionalPrincipal) -> Principal:
+    return _authenticated(principal)
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
@@ -168,9 +183,13 @@ async def current_user(principal: CurrentPrincipal) -> User:
 
 
 async def labeling_user(principal: CurrentPrincipal) -> User:
-    if not scope_allows(principal.scope, Scope.label):
-        raise Forbidden("this API token has scope 'read'; labeling needs 'label'", code="insufficient_scope")
-    return principal.user
+    return _may_label(principal)
+
+
+def labeler_in_route(request: Request, session: Session) -> User:
+    """LabelingUser's checks, called by a sync route inside its own threadpool call: for the queue's hot
+    routes, where the sync principal dependency cost a second trip through the threadpool per request."""
+    return _may_label(_authenticated(resolve_principal(request, session)))
 
 
 async def admin_user(principal: CurrentPrincipal) -> User:

@@ -37,15 +37,16 @@ def database() -> Iterator[str]:
 
 @contextmanager
 def server(url: str, workers: int = 1) -> Iterator[tuple[str, subprocess.Popen]]:
-    """uvicorn serving Preflab on `url`'s database, answering /healthz; yields (base URL, process)."""
+    """`preflab serve` on `url`'s database, answering /healthz; yields (base URL, process)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "PREFLAB_DATABASE_URL": url, "PREFLAB_SECRET_KEY": "bench-" + "k" * 40,
            "PREFLAB_DATA_DIR": f"/tmp/preflab-bench-{port}"}
-    process = subprocess.Popen([sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory", "--host",
-                                "127.0.0.1", "--port", str(port), "--workers", str(workers),
-                                "--log-level", "warning"], env=env)
+    # `preflab serve`, as users run it (its access log included, sent to /dev/null here).
+    process = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+                                "--workers", str(workers)], env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(300):

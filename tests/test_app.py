@@ -1,5 +1,6 @@
 """Settings, the error shape, the HTML error page and what the web process imports."""
 
+import gc
 import stat
 import subprocess
 import sys
@@ -158,3 +159,19 @@ def test_streamed_body_over_the_limit_is_413_and_imports_nothing(client, db, adm
     assert response.json()["error"]["code"] == "payload_too_large"
     db.expire_all()
     assert db.scalar(select(func.count()).select_from(Prompt)) == 0
+
+
+def test_web_threads_sets_the_route_threadpool_and_the_connection_pool_and_startup_is_frozen(tmp_path):
+    from anyio import to_thread
+    from fastapi.testclient import TestClient
+
+    app = create_app(Settings(data_dir=tmp_path, dev=True, secret_key="x" * 40, web_threads=5,
+                              database_url="postgresql://postgres@127.0.0.1:5432/postgres"))
+    assert app.state.engine.pool.size() == 5
+    with TestClient(app) as client:
+        # The lifespan sets the limiter of the server's event loop, the one sync routes run through.
+        assert client.portal.call(lambda: to_thread.current_default_thread_limiter().total_tokens) == 5
+        # What start-up made is left out of the garbage collector's passes while the app runs, and only then.
+        assert gc.get_freeze_count() > 10_000
+    assert gc.get_freeze_count() == 0
+    app.state.engine.dispose()

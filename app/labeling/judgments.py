@@ -116,6 +116,8 @@ def _write_pairs(session: Session, judgment_id: int, task_id: int, body: Judgmen
     pairs = expand_pairs(ranks)
     connection = session.connection()
     ratings = body.ratings
+    # executemany: a multi-row INSERT (.values([...])) is compiled again on every call (not cached), which
+    # cost the web process more CPU than the rest of the submission in a load-test profile.
     connection.execute(_INSERT_RATINGS, [
         {"judgment_id": judgment_id, "completion_id": cid, "rank": ranks[cid],
          "likert": ratings[str(cid)].likert if str(cid) in ratings else None,
