@@ -228,9 +228,11 @@ def test_cancel_stops_training_mid_run_and_registers_nothing(engine, worker_sett
 
     worker_settings.job_lease_seconds = 6  # heartbeats (and so the cancel check) every 2 s
     with Session(engine) as session:
-        labeled = labeled_project(session, str(tiny_model_dir), prompts=4, k=2)
-        job = queue_training(session=session, project=labeled.project, kind=JobKind.train_reward, params=LONG,
-                             created_by_id=None, settings=worker_settings)
+        # 40 judgments x 100 epochs: far more steps than the seconds before the cancel allow (a packed step of
+        # the tiny model takes milliseconds; 400 steps once finished before the cancel was seen).
+        labeled = labeled_project(session, str(tiny_model_dir), prompts=40, k=2)
+        job = queue_training(session=session, project=labeled.project, kind=JobKind.train_reward,
+                             params={**LONG, "max_steps": 4000}, created_by_id=None, settings=worker_settings)
         session.commit()
         job_id = job.id
     worker = threading.Thread(target=run_one, args=(engine, worker_settings, "w"))
@@ -253,7 +255,7 @@ def test_cancel_stops_training_mid_run_and_registers_nothing(engine, worker_sett
         job = session.get(Job, job_id)
         assert job.state == JobState.cancelled
         steps = session.scalar(select(func.max(JobMetric.step)).where(JobMetric.job_id == job_id))
-        assert 1 <= steps < 400
+        assert 1 <= steps < 4000
         assert session.scalar(select(func.count()).select_from(ModelVersion).where(
             ModelVersion.created_by_job_id == job_id)) == 0
     assert not (worker_settings.policy_dir / "trained" / f"job{job_id}" / "attempt1").exists()
