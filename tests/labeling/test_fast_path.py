@@ -103,3 +103,19 @@ def test_a_browser_session_needs_its_csrf_token_on_the_fast_path(queue):
     leased = client.post(lease_url, headers={"X-CSRF-Token": csrf})
     assert leased.status_code == 201
     assert answered == ["leased"]  # the refused one never reached the database
+
+
+def test_the_routes_take_only_what_the_fast_path_handles(app):
+    """The fast path answers for these two routes: a new dependency or parameter on either must be handled
+    in app/labeling/fastpath.py too (or there the request handed on), and this list updated."""
+    from tests.factories import api_routes
+
+    taken = {path: ([d.call.__name__ for d in route.dependant.dependencies],
+                    sorted(p.name for p in route.dependant.path_params + route.dependant.header_params
+                           + route.dependant.body_params + route.dependant.query_params))
+             for method, path, route in api_routes(app) if method == "POST"}
+    assert taken["/api/v1/projects/{project_id}/assignments"] == (["get_session"], ["project_id"])
+    assert taken["/api/v1/assignments/{assignment_id}/judgment"] == (
+        ["get_session"], ["assignment_id", "body", "idempotency_key"])
+    assert [route.path for route in app.router.routes[:2]] == [
+        "/api/v1/projects/{project_id}/assignments", "/api/v1/assignments/{assignment_id}/judgment"]
