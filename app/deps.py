@@ -25,6 +25,8 @@ CursorQuery = Annotated[int | None, Query(ge=0, le=MAX_ROW_ID, description="next
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 CSRF_HEADER = "x-csrf-token"
 CSRF_FIELD = "csrf_token"
+# Bodies read as forms (CSRF field, NUL check per field); app/labeling/fastpath.py hands them on.
+FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 
 
 def get_app_settings(request: Request) -> Settings:
@@ -76,7 +78,7 @@ async def csrf_protect(request: Request) -> None:
     expected = request.session.get("csrf")
     sent = request.headers.get(CSRF_HEADER)
     content_type = request.headers.get("content-type", "")
-    if sent is None and content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+    if sent is None and content_type.startswith(FORM_TYPES):
         form = await request.form()
         value = form.get(CSRF_FIELD)
         sent = value if isinstance(value, str) else None
@@ -118,8 +120,7 @@ async def guard_request(request: Request) -> None:
             offered = ", ".join(sorted(known)) or "none"
             raise Invalid(f"unknown query parameter{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
                           f"this route takes: {offered}", code="unknown_parameter")
-    if request.method in UNSAFE_METHODS and request.headers.get("content-type", "").startswith(
-            ("multipart/form-data", "application/x-www-form-urlencoded")):
+    if request.method in UNSAFE_METHODS and request.headers.get("content-type", "").startswith(FORM_TYPES):
         form = await request.form()
         if any(isinstance(value, str) and "\x00" in value for value in form.values()):
             raise Invalid(NUL_MESSAGE, code="nul_character")
@@ -127,7 +128,7 @@ async def guard_request(request: Request) -> None:
         raise Invalid(NUL_MESSAGE, code="nul_character")
 
 
-def resolve_principal(request: Request, session: Session) -> Principal | None:
+def optional_principal(request: Request, session: SessionDep) -> Principal | None:
     """Who sent the request: a bearer token's user, the session cookie's, or None. Does I/O."""
     auth = request.headers.get("authorization")
     if auth:
@@ -148,10 +149,6 @@ def resolve_principal(request: Request, session: Session) -> Principal | None:
         return None
     request.state.user = user  # for pages rendered outside a route, such as error pages
     return Principal(user=user, scope=None)
-
-
-def optional_principal(request: Request, session: SessionDep) -> Principal | None:
-    return resolve_principal(request, session)
 
 
 OptionalPrincipal = Annotated[Principal | None, Depends(optional_principal)]
@@ -189,7 +186,7 @@ async def labeling_user(principal: CurrentPrincipal) -> User:
 def labeler_in_route(request: Request, session: Session) -> User:
     """LabelingUser's checks, called by a sync route inside its own threadpool call: for the queue's hot
     routes, where the sync principal dependency cost a second trip through the threadpool per request."""
-    return _may_label(_authenticated(resolve_principal(request, session)))
+    return _may_label(_authenticated(optional_principal(request, session)))
 
 
 async def admin_user(principal: CurrentPrincipal) -> User:

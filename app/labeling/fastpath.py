@@ -21,14 +21,13 @@ from starlette.responses import Response
 from starlette.routing import Match, Route
 from starlette.types import Message, Receive, Scope, Send
 
-from app.deps import csrf_protect
+from app.deps import FORM_TYPES, csrf_protect
 from app.labeling.judgments import MAX_KEY_CHARS
 from app.labeling.routes import leased, submitted
 from app.labeling.schemas import JudgmentCreate
 from app.middleware import NUL_SEEN
 
 HANDED_ON = "preflab.fast_path_handed_on"  # set in the scope: the FastAPI routes answer this request
-FORMS = ("multipart/form-data", "application/x-www-form-urlencoded")
 
 
 def _row_id(text: str) -> int | None:
@@ -38,7 +37,7 @@ def _row_id(text: str) -> int | None:
 def _ordinary(request: Request) -> bool:
     scope = request.scope
     return (not request.app.dependency_overrides and not scope.get("query_string")
-            and not request.headers.get("content-type", "").startswith(FORMS))
+            and not request.headers.get("content-type", "").startswith(FORM_TYPES))
 
 
 def _in_session(request: Request, answer: Callable[..., Response], *args: Any) -> Response:

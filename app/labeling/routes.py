@@ -91,7 +91,7 @@ def lease_next(project_id: int, request: Request, session: SessionDep) -> Respon
 @labeling_api.post("/assignments/{assignment_id}/judgment", response_model=JudgmentRead, status_code=201,
                    summary="Submit a ranking and ratings; the Idempotency-Key makes retries safe")
 def submit(assignment_id: int, body: JudgmentCreate, request: Request, session: SessionDep,
-           idempotency_key: Annotated[str, Header(max_length=100)]) -> Response:
+           idempotency_key: Annotated[str, Header(max_length=judgments.MAX_KEY_CHARS)]) -> Response:
     return submitted(request, session, assignment_id, body, idempotency_key)
 
 
@@ -155,7 +155,7 @@ def my_judgment(judgment_id: int, session: SessionDep, user: CurrentUser) -> Jud
 @labeling_api.put("/judgments/{judgment_id}", response_model=JudgmentRead,
                   summary="Revise your judgment; its pairs follow (Idempotency-Key as for submitting)")
 def revise(judgment_id: int, body: JudgmentCreate, session: SessionDep, user: LabelingUser,
-           idempotency_key: Annotated[str, Header(max_length=100)]) -> JudgmentRead:
+           idempotency_key: Annotated[str, Header(max_length=judgments.MAX_KEY_CHARS)]) -> JudgmentRead:
     judgment = judgments.get_own_judgment(session=session, judgment_id=judgment_id, user=user)
     judgments.revise_judgment(session=session, judgment=judgment, user=user, body=body, idempotency_key=idempotency_key)
     summary = judgments.judgment_summary(session=session, judgment=judgment)
