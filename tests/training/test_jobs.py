@@ -185,15 +185,21 @@ def _wait_for_metrics(engine, job_id: int, timeout: float = 120) -> None:
     raise AssertionError(f"job {job_id} recorded no step within {timeout} s")
 
 
+def _queued(engine, model_dir, settings, kind: JobKind, *, prompts: int, params: dict) -> int:
+    """A labeled project (K=2) on the tiny model and one training job queued on it; the job's id."""
+    with Session(engine) as session:
+        labeled = labeled_project(session, str(model_dir), prompts=prompts, k=2)
+        job = queue_training(session=session, project=labeled.project, kind=kind, params=params,
+                             created_by_id=None, settings=settings)
+        session.commit()
+        return job.id
+
+
 def test_a_worker_killed_mid_training_retries_cleanly_into_exactly_one_model(engine, fresh_database_url,
                                                                              worker_settings, tiny_model_dir):
     """A real `preflab worker` is SIGKILLed mid-run; the retry registers one model from its own folder."""
-    with Session(engine) as session:
-        labeled = labeled_project(session, str(tiny_model_dir), prompts=4, k=2)
-        job = queue_training(session=session, project=labeled.project, kind=JobKind.train_dpo,
-                             params={**LONG, "max_steps": 40}, created_by_id=None, settings=worker_settings)
-        session.commit()
-        job_id = job.id
+    job_id = _queued(engine, tiny_model_dir, worker_settings, JobKind.train_dpo, prompts=4,
+                     params={**LONG, "max_steps": 40})
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFLAB_")}
     env.update(PREFLAB_DATABASE_URL=fresh_database_url, PREFLAB_DATA_DIR=str(worker_settings.data_dir),
                PREFLAB_SECRET_KEY=TEST_SECRET, PREFLAB_READY_TASKS="0", PREFLAB_JOB_LEASE_SECONDS="5")
@@ -227,14 +233,10 @@ def test_cancel_stops_training_mid_run_and_registers_nothing(engine, worker_sett
     from app.jobs import service as queue
 
     worker_settings.job_lease_seconds = 6  # heartbeats (and so the cancel check) every 2 s
-    with Session(engine) as session:
-        # 40 judgments x 100 epochs: far more steps than the seconds before the cancel allow (a packed step of
-        # the tiny model takes milliseconds; 400 steps once finished before the cancel was seen).
-        labeled = labeled_project(session, str(tiny_model_dir), prompts=40, k=2)
-        job = queue_training(session=session, project=labeled.project, kind=JobKind.train_reward,
-                             params={**LONG, "max_steps": 4000}, created_by_id=None, settings=worker_settings)
-        session.commit()
-        job_id = job.id
+    # 40 judgments x 100 epochs: far more steps than the seconds before the cancel allow (a packed step of
+    # the tiny model takes milliseconds; 400 steps once finished before the cancel was seen).
+    job_id = _queued(engine, tiny_model_dir, worker_settings, JobKind.train_reward, prompts=40,
+                     params={**LONG, "max_steps": 4000})
     worker = threading.Thread(target=run_one, args=(engine, worker_settings, "w"))
     worker.start()
     _wait_for_metrics(engine, job_id)
