@@ -5,7 +5,8 @@ import json
 from itertools import combinations
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, insert, select, update
+from sqlalchemy import Boolean, Integer, Text, and_, bindparam, column, delete, func, insert, select, true, update
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from app.db import MAX_ROW_ID, begin_write, get_by_id, utcnow
@@ -111,31 +112,71 @@ _MARK_SUBMITTED = update(_assignment).where(_assignment.c.id == bindparam("b_ass
 _COUNT_LABEL = update(_task).where(_task.c.id == bindparam("b_task_id"))
 
 
+def _submission_in_one_statement() -> Any:
+    """PostgreSQL: the judgment, its ratings and pairs, the assignment's state and the task's count written
+    by one statement (data-modifying WITH clauses), the rows passed as two JSON arrays. Each statement is a
+    round trip with its own cost in both processes; the separate statements below took six."""
+    # Parameter names that are no column's: the UPDATEs below would SET a column an execution parameter names.
+    judgment = insert(_judgment).values({name: bindparam("new_" + name, type_=_judgment.c[name].type) for name in (
+        "task_id", "user_id", "assignment_id", "idempotency_key", "request_hash", "duration_ms", "rationale",
+        "none_acceptable", "prompt_flags", "demonstration", "revision", "excluded", "excluded_with_labeler",
+        "excluded_reason", "created_at", "updated_at")}).returning(_judgment.c.id).cte("new_judgment")
+
+    def rows(name: str, *columns: Any) -> Any:  # n: the row's place, so that ids follow the order given
+        return (func.jsonb_to_recordset(bindparam(name, type_=JSONB))
+                .table_valued(*columns, column("n", Integer)).render_derived(name=name + "_row", with_types=True))
+
+    ratings = rows("ratings", column("completion_id", Integer), column("rank", Integer), column("likert", Integer),
+                   column("flags", JSONB), column("note", Text))
+    pairs = rows("pairs", column("chosen_id", Integer), column("rejected_id", Integer), column("margin", Integer),
+                 column("is_tie", Boolean))
+    rating_columns = ["completion_id", "rank", "likert", "flags", "note"]
+    pair_columns = ["chosen_id", "rejected_id", "margin", "is_tie"]
+    return select(judgment.c.id).add_cte(
+        insert(_rating).from_select(["judgment_id", *rating_columns], select(
+            judgment.c.id, *(ratings.c[name] for name in rating_columns)).join_from(judgment, ratings, true())
+            .order_by(ratings.c.n)).cte("new_ratings"),
+        insert(_comparison).from_select(["judgment_id", "task_id", *pair_columns], select(
+            judgment.c.id, bindparam("new_task_id", type_=Integer), *(pairs.c[name] for name in pair_columns)
+        ).join_from(judgment, pairs, true()).order_by(pairs.c.n)).cte("new_pairs"),
+        _MARK_SUBMITTED.cte("submitted"),
+        _COUNT_LABEL.values(labels_done=bindparam("labels_done"), state=bindparam("task_state")).cte("counted"))
+
+
+_WRITE_SUBMISSION = _submission_in_one_statement()
+
+
+def _rating_rows(body: JudgmentCreate, ranks: dict[int, int]) -> list[dict[str, Any]]:
+    ratings = body.ratings
+    return [{"completion_id": cid, "rank": ranks[cid],
+             "likert": ratings[str(cid)].likert if str(cid) in ratings else None,
+             "flags": sorted(set(ratings[str(cid)].flags)) if str(cid) in ratings else [],
+             "note": ratings[str(cid)].note if str(cid) in ratings else ""}
+            for cid in sorted(ranks)]
+
+
+def _pair_rows(pairs: list[tuple[int, int, int, bool]]) -> list[dict[str, Any]]:
+    return [{"chosen_id": c, "rejected_id": r, "margin": m, "is_tie": t} for c, r, m, t in pairs]
+
+
+def _numbered(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{**row, "n": n} for n, row in enumerate(rows)]
+
+
 def _write_pairs(session: Session, judgment_id: int, task_id: int, body: JudgmentCreate,
                  ranks: dict[int, int]) -> list[tuple[int, int, int, bool]]:
     pairs = expand_pairs(ranks)
     connection = session.connection()
-    ratings = body.ratings
     # executemany: a multi-row INSERT (.values([...])) is compiled again on every call (not cached), which
     # cost the web process more CPU than the rest of the submission in a load-test profile.
-    connection.execute(_INSERT_RATINGS, [
-        {"judgment_id": judgment_id, "completion_id": cid, "rank": ranks[cid],
-         "likert": ratings[str(cid)].likert if str(cid) in ratings else None,
-         "flags": sorted(set(ratings[str(cid)].flags)) if str(cid) in ratings else [],
-         "note": ratings[str(cid)].note if str(cid) in ratings else ""}
-        for cid in sorted(ranks)])
-    connection.execute(_INSERT_PAIRS, [
-        {"judgment_id": judgment_id, "task_id": task_id, "chosen_id": chosen, "rejected_id": rejected,
-         "margin": margin, "is_tie": tie} for chosen, rejected, margin, tie in pairs])
+    connection.execute(_INSERT_RATINGS, [{"judgment_id": judgment_id, **row} for row in _rating_rows(body, ranks)])
+    connection.execute(_INSERT_PAIRS, [{"judgment_id": judgment_id, "task_id": task_id, **row}
+                                       for row in _pair_rows(pairs)])
     return pairs
 
 
 def _task_completion_ids(session: Session, task: Task) -> list[int]:
     return list(session.scalars(select(TaskCompletion.completion_id).where(TaskCompletion.task_id == task.id)))
-
-
-def _pairs_json(pairs: list[tuple[int, int, int, bool]]) -> list[dict[str, Any]]:
-    return [{"chosen_id": c, "rejected_id": r, "margin": m, "is_tie": t} for c, r, m, t in pairs]
 
 
 def submit_judgment(*, session: Session, assignment_id: int, user: User, body: JudgmentCreate,
@@ -175,20 +216,29 @@ def submit_judgment(*, session: Session, assignment_id: int, user: User, body: J
     now = utcnow()
     # An excluded labeler's later judgments are kept, and left out too.
     excluded = row.excluded_labeler is not None
-    judgment_id = connection.execute(_INSERT_JUDGMENT, {
+    judgment = {
         "task_id": task.id, "user_id": user.id, "assignment_id": assignment_id, "idempotency_key": key,
         "request_hash": digest, "duration_ms": body.duration_ms, "rationale": body.rationale,
         "none_acceptable": body.none_acceptable, "prompt_flags": sorted(set(body.prompt_flags)),
         "demonstration": body.demonstration, "revision": 1, "excluded": excluded, "excluded_with_labeler": excluded,
         "excluded_reason": exclusion_reason(row.exclusion_reason) if excluded else None, "created_at": now,
-        "updated_at": now}).scalar_one()
-    pairs = _write_pairs(session, judgment_id, task.id, body, ranks)
-    connection.execute(_MARK_SUBMITTED, {"b_assignment_id": assignment_id})
+        "updated_at": now}
     done = task.labels_done + 1
-    connection.execute(_COUNT_LABEL, {"b_task_id": task.id, "labels_done": done,
-                                      "state": TaskState.complete if done >= task.labels_needed else TaskState.open})
+    counted = {"labels_done": done, "state": TaskState.complete if done >= task.labels_needed else TaskState.open}
+    if connection.dialect.name == "postgresql":
+        pairs = expand_pairs(ranks)
+        judgment_id = connection.execute(_WRITE_SUBMISSION, {
+            **{"new_" + name: value for name, value in judgment.items()},
+            "ratings": _numbered(_rating_rows(body, ranks)), "pairs": _numbered(_pair_rows(pairs)),
+            "b_assignment_id": assignment_id, "b_task_id": task.id, "labels_done": done,
+            "task_state": counted["state"]}).scalar_one()
+    else:
+        judgment_id = connection.execute(_INSERT_JUDGMENT, judgment).scalar_one()
+        pairs = _write_pairs(session, judgment_id, task.id, body, ranks)
+        connection.execute(_MARK_SUBMITTED, {"b_assignment_id": assignment_id})
+        connection.execute(_COUNT_LABEL, {"b_task_id": task.id, **counted})
     return {"id": judgment_id, "task_id": task.id, "assignment_id": assignment_id, "created_at": now, "revision": 1,
-            "comparisons": _pairs_json(pairs)}
+            "comparisons": _pair_rows(pairs)}
 
 
 def revise_judgment(*, session: Session, judgment: Judgment, user: User, body: JudgmentCreate,

@@ -86,6 +86,43 @@ def test_lease_submit_and_pairs(client, db, labeling):
     assert (task.labels_done, task.state) == (1, TaskState.open)
 
 
+def test_every_field_is_stored_as_submitted(client, db, labeling, backend):
+    """PostgreSQL writes a submission in one statement, SQLite in several: both store the same rows."""
+    project, _labelers, headers = labeling
+    task_ids = []
+    for n in (0, 1):  # the task's two labels (the queue finishes started tasks first): the second completes it
+        a = client.post(f"/api/v1/projects/{project.id}/assignments", headers=headers[n]).json()
+        o = [c["id"] for c in a["completions"]]
+        task_ids.append(a["task_id"])
+        ranking = {"ranks": {str(o[0]): 2, str(o[1]): 1, str(o[2]): 2, str(o[3]): 4},
+                   "ratings": {str(o[2]): {"likert": 3, "flags": ["hallucination", "hallucination"], "note": "n"},
+                               str(o[1]): {"likert": None, "flags": [], "note": "só"}},
+                   "rationale": "second wins", "none_acceptable": True, "prompt_flags": ["b", "a", "b"],
+                   "demonstration": "ideal", "duration_ms": 1234}
+        answer = client.post(f"/api/v1/assignments/{a['id']}/judgment", json=ranking,
+                             headers={**headers[n], "Idempotency-Key": f"every-{n}"})
+        assert answer.status_code == 201
+    db.expire_all()
+    judgment = db.get(Judgment, answer.json()["id"])
+    assert (judgment.task_id, judgment.assignment_id, judgment.idempotency_key, judgment.rationale,
+            judgment.none_acceptable, judgment.prompt_flags, judgment.demonstration, judgment.duration_ms,
+            judgment.revision, judgment.excluded) == (
+        a["task_id"], a["id"], "every-1", "second wins", True, ["a", "b"], "ideal", 1234, 1, False)
+    ratings = {r.completion_id: (r.rank, r.likert, r.flags, r.note) for r in db.scalars(
+        select(CompletionRating).where(CompletionRating.judgment_id == judgment.id))}
+    assert ratings == {o[0]: (2, None, [], ""), o[1]: (1, None, [], "só"),
+                       o[2]: (2, 3, ["hallucination"], "n"), o[3]: (4, None, [], "")}
+    stored = [{"chosen_id": c.chosen_id, "rejected_id": c.rejected_id, "margin": c.margin, "is_tie": c.is_tie}
+              for c in db.scalars(select(Comparison).where(Comparison.judgment_id == judgment.id).order_by(Comparison.id))]
+    assert stored == answer.json()["comparisons"] == [
+        {"chosen_id": c, "rejected_id": r, "margin": m, "is_tie": t}
+        for c, r, m, t in expand_pairs({o[0]: 2, o[1]: 1, o[2]: 2, o[3]: 4})]
+    assert {c.task_id for c in db.scalars(select(Comparison))} == {a["task_id"]} and task_ids == [a["task_id"]] * 2
+    assert db.get(Assignment, a["id"]).state == "submitted"
+    task = db.get(Task, a["task_id"])
+    assert (task.labels_done, task.state) == (2, TaskState.complete)
+
+
 def test_exact_overlap_and_never_twice_for_one_labeler(client, db, labeling):
     project, _labelers, headers = labeling
     seen: dict[int, list[int]] = {}
