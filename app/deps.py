@@ -16,8 +16,8 @@ from app.config import Settings
 from app.db import MAX_ROW_ID, get_session
 from app.errors import Forbidden, Invalid, Unauthorized
 from app.middleware import NUL_MESSAGE, NUL_SEEN
-from app.users.models import Scope, User
-from app.users.service import scope_allows, token_principal
+from app.users.models import Caller, Scope, User
+from app.users.service import scope_allows, token_caller, token_principal
 
 SessionDep = Annotated[Session, Depends(get_session)]
 # Keyset paging: every list answers {"items": [...], "next_cursor": id or null}; pass next_cursor back.
@@ -128,16 +128,23 @@ async def guard_request(request: Request) -> None:
         raise Invalid(NUL_MESSAGE, code="nul_character")
 
 
+def _bearer(auth: str) -> str:
+    scheme, _, value = auth.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        raise Unauthorized("the Authorization header must be 'Bearer <token>'", code="invalid_token")
+    return value.strip()
+
+
+UNKNOWN_TOKEN = "the API token is unknown or revoked"
+
+
 def optional_principal(request: Request, session: SessionDep) -> Principal | None:
     """Who sent the request: a bearer token's user, the session cookie's, or None. Does I/O."""
     auth = request.headers.get("authorization")
     if auth:
-        scheme, _, value = auth.partition(" ")
-        if scheme.lower() != "bearer" or not value.strip():
-            raise Unauthorized("the Authorization header must be 'Bearer <token>'", code="invalid_token")
-        found = token_principal(session=session, plain=value.strip())
+        found = token_principal(session=session, plain=_bearer(auth))
         if found is None:
-            raise Unauthorized("the API token is unknown or revoked", code="invalid_token")
+            raise Unauthorized(UNKNOWN_TOKEN, code="invalid_token")
         request.state.user = found[0]
         return Principal(user=found[0], scope=found[1])
     uid = request.session.get("uid")
@@ -161,10 +168,9 @@ def _authenticated(principal: Principal | None) -> Principal:
     return principal
 
 
-def _may_label(principal: Principal) -> User:
-    if not scope_allows(principal.scope, Scope.label):
+def _may_label(scope: Scope | None) -> None:
+    if not scope_allows(scope, Scope.label):
         raise Forbidden("this API token has scope 'read'; labeling needs 'label'", code="insufficient_scope")
-    return principal.user
 
 
 async def current_principal(principal: OptionalPrincipal) -> Principal:
@@ -180,13 +186,24 @@ async def current_user(principal: CurrentPrincipal) -> User:
 
 
 async def labeling_user(principal: CurrentPrincipal) -> User:
-    return _may_label(principal)
+    _may_label(principal.scope)
+    return principal.user
 
 
-def labeler_in_route(request: Request, session: Session) -> User:
+def labeler_in_route(request: Request, session: Session) -> Caller:
     """LabelingUser's checks, called by a sync route inside its own threadpool call: for the queue's hot
-    routes, where the sync principal dependency cost a second trip through the threadpool per request."""
-    return _may_label(_authenticated(optional_principal(request, session)))
+    routes, where the sync principal dependency cost a second trip through the threadpool per request.
+    A token's account is not loaded (token_caller): the queue needs only its id and role."""
+    auth = request.headers.get("authorization")
+    if auth:
+        found = token_caller(session=session, plain=_bearer(auth))
+        if found is None:
+            raise Unauthorized(UNKNOWN_TOKEN, code="invalid_token")
+        _may_label(found[1])
+        return found[0]
+    principal = _authenticated(optional_principal(request, session))
+    _may_label(principal.scope)
+    return Caller(principal.user.id, principal.user.role)
 
 
 async def admin_user(principal: CurrentPrincipal) -> User:

@@ -20,7 +20,7 @@ from app.labeling.models import Assignment, AssignmentState, Task, TaskCompletio
 from app.projects.models import Project
 from app.review.gold import gold_task_due
 from app.prompts.models import Completion, Prompt
-from app.users.models import User
+from app.users.models import Caller, User
 
 DEFAULT_LEASE = timedelta(minutes=30)
 
@@ -104,7 +104,8 @@ def shown(*, session: Session, assignment: Assignment) -> Lease:
                      assignment.display_order)
 
 
-def lease_next(*, session: Session, project: Project, user: User, lease: timedelta = DEFAULT_LEASE) -> Lease | None:
+def lease_next(*, session: Session, project: Project, user: User | Caller,
+               lease: timedelta = DEFAULT_LEASE) -> Lease | None:
     """The caller's current lease in this project, or a new one on a task with room; None when none is left.
 
     A few statements: find and lock a candidate with room, count what holds it again after the lock

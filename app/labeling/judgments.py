@@ -18,7 +18,7 @@ from app.labeling.schemas import JudgmentCreate
 from app.projects.models import Project
 from app.review.gold import takes_gold_labels
 from app.review.models import LabelerExclusion, exclusion_reason
-from app.users.models import User
+from app.users.models import Caller, User
 
 MAX_KEY_CHARS = 100
 
@@ -179,7 +179,7 @@ def _task_completion_ids(session: Session, task: Task) -> list[int]:
     return list(session.scalars(select(TaskCompletion.completion_id).where(TaskCompletion.task_id == task.id)))
 
 
-def submit_judgment(*, session: Session, assignment_id: int, user: User, body: JudgmentCreate,
+def submit_judgment(*, session: Session, assignment_id: int, user: User | Caller, body: JudgmentCreate,
                     idempotency_key: str) -> dict[str, Any]:
     """Store a labeler's judgment once and return its summary; a retry with the same key and body returns the first.
 

@@ -1,6 +1,6 @@
 """Creating, changing and finding projects; who may see them."""
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -12,7 +12,7 @@ from app.models.service import default_policy
 from app.projects.models import Project, ProjectMember
 from app.projects.schemas import ProjectCreate, ProjectRead, ProjectUpdate
 from app.prompts.models import Prompt
-from app.users.models import Role, User
+from app.users.models import Caller, Role, User
 
 
 def _check_name_free(session: Session, name: str, project_id: int | None = None) -> None:
@@ -108,14 +108,19 @@ def can_access(session: Session, user: User, project: Project) -> bool:
     return user.is_admin or session.get(ProjectMember, (project.id, user.id)) is not None
 
 
-def get_project(*, session: Session, project_id: int, user: User) -> Project:
+# With the membership in the same query, built once (building it cost more than running it): every
+# labeling request asks.
+_VISIBLE = (select(Project, ProjectMember.user_id)
+            .outerjoin(ProjectMember, and_(ProjectMember.project_id == Project.id,
+                                           ProjectMember.user_id == bindparam("user_id")))
+            .where(Project.id == bindparam("project_id")))
+
+
+def get_project(*, session: Session, project_id: int, user: User | Caller) -> Project:
     """The project, if this user may see it; others' projects look like missing ones."""
     row = None
     if 0 < project_id <= MAX_ROW_ID:
-        # With the membership in the same query: every labeling request asks.
-        row = session.execute(select(Project, ProjectMember.user_id).outerjoin(ProjectMember, and_(
-            ProjectMember.project_id == Project.id, ProjectMember.user_id == user.id)).where(Project.id == project_id)
-        ).one_or_none()
+        row = session.execute(_VISIBLE, {"user_id": user.id, "project_id": project_id}).one_or_none()
     if row is None or not (user.is_admin or row[1] is not None):
         raise NotFound(f"project {project_id} not found", code="project_not_found")
     return row[0]

@@ -8,10 +8,10 @@ from sqlalchemy.orm import Session
 from app.errors import Invalid
 from app.labeling.models import Assignment, AssignmentState, Task, TaskCompletion, TaskState
 from app.projects.models import Project
-from app.users.models import User
+from app.users.models import Caller, User
 
 
-def gold_task_due(*, session: Session, project: Project, user: User) -> Task | None:
+def gold_task_due(*, session: Session, project: Project, user: User | Caller) -> Task | None:
     """A gold task this labeler has not seen, when one is due: after n leases in the project,
     floor(gold_rate x n) of them are gold while gold tasks remain. Gold tasks take every labeler
     (they measure labelers, their labels_needed is no cap); None when not due or none is left."""

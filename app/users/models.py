@@ -1,5 +1,6 @@
 """Accounts and API tokens."""
 
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
@@ -40,6 +41,19 @@ class User(Base):
     last_login_at: Mapped[datetime | None]
 
     tokens: Mapped[list["ApiToken"]] = relationship(back_populates="user", cascade="all, delete-orphan")
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == Role.admin
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who sent a request, without loading the account: what the labeling queue's hot routes need
+    (app/deps.py labeler_in_route); the services they call take a User or a Caller."""
+
+    id: int
+    role: Role
 
     @property
     def is_admin(self) -> bool:

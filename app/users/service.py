@@ -4,7 +4,7 @@ import hashlib
 import math
 import re
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from app.db import get_by_id, utcnow
 from app.errors import Conflict, Forbidden, Invalid, NotFound
-from app.users.models import ApiToken, LoginFailure, Role, Scope, User
+from app.users.models import ApiToken, Caller, LoginFailure, Role, Scope, User
 
 _hasher = PasswordHasher()
 # Verified against when the username does not exist, so a wrong username takes as long as a
@@ -213,10 +213,15 @@ def revoke_token(*, session: Session, user: User, token_id: int) -> ApiToken:
     return token
 
 
-# Every API request runs this: built once, loading the user and just the token's columns.
+# Every API request runs one of these: built once, with just the token's columns.
 _TOKEN = (select(User, ApiToken.id, ApiToken.scope, ApiToken.revoked_at, ApiToken.last_used_at)
           .join(ApiToken, ApiToken.user_id == User.id).where(ApiToken.token_hash == bindparam("token_hash")))
-_TOUCH = update(ApiToken.__table__).where(ApiToken.__table__.c.id == bindparam("token_id"))
+_user, _token = User.__table__, ApiToken.__table__
+# The same lookup without loading the account (about half the CPU): for token_caller.
+_TOKEN_CALLER = (select(_user.c.id, _user.c.role, _user.c.is_active, _token.c.id, _token.c.scope, _token.c.revoked_at,
+                        _token.c.last_used_at)
+                 .join(_token, _token.c.user_id == _user.c.id).where(_token.c.token_hash == bindparam("token_hash")))
+_TOUCH = update(_token).where(_token.c.id == bindparam("token_id"))
 
 
 def token_principal(*, session: Session, plain: str) -> tuple[User, Scope] | None:
@@ -228,13 +233,28 @@ def token_principal(*, session: Session, plain: str) -> tuple[User, Scope] | Non
     if row is None:
         return None
     user, token_id, scope, revoked_at, last_used_at = row
-    if revoked_at is not None or not user.is_active:
+    return (user, scope) if _live(session, user.is_active, token_id, revoked_at, last_used_at) else None
+
+
+def token_caller(*, session: Session, plain: str) -> tuple[Caller, Scope] | None:
+    """token_principal without loading the account: its id and role."""
+    row = session.connection().execute(_TOKEN_CALLER, {"token_hash": hash_token(plain)}).one_or_none()
+    if row is None:
         return None
+    user_id, role, is_active, token_id, scope, revoked_at, last_used_at = row
+    return (Caller(user_id, role), scope) if _live(session, is_active, token_id, revoked_at, last_used_at) else None
+
+
+def _live(session: Session, is_active: bool, token_id: int, revoked_at: datetime | None,
+          last_used_at: datetime | None) -> bool:
+    """Whether the token is usable (not revoked, its user active); records its use when it is."""
+    if revoked_at is not None or not is_active:
+        return False
     now = utcnow()
     if last_used_at is None or now - last_used_at >= LAST_USED_RESOLUTION:
         session.execute(_TOUCH, {"token_id": token_id, "last_used_at": now})
         session.commit()
-    return user, scope
+    return True
 
 
 def scope_allows(granted: Scope | None, needed: Scope) -> bool:

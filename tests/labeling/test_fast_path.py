@@ -13,7 +13,8 @@ from app.db import make_engine
 from app.labeling import fastpath
 from app.labeling.models import Comparison, Judgment
 from app.main import create_app
-from app.users.models import Role, Scope
+from app.users.models import ApiToken, Role, Scope, User
+from app.users.service import hash_token, revoke_token
 from tests.conftest import TEST_SECRET
 from tests.factories import bearer, login, make_admin, make_project, make_tasks, make_token, make_user
 
@@ -119,3 +120,33 @@ def test_the_routes_take_only_what_the_fast_path_handles(app):
         ["get_session"], ["assignment_id", "body", "idempotency_key"])
     assert [route.path for route in app.router.routes[:2]] == [
         "/api/v1/projects/{project_id}/assignments", "/api/v1/assignments/{assignment_id}/judgment"]
+
+
+def test_only_a_live_label_token_of_an_active_account_may_use_the_queue(queue):
+    """The hot routes look a token up without loading its account (token_caller): the same refusals as
+    every other route, checked on both the lease and the submission."""
+    client, project_id, labeler, headers, answered, engine = queue
+    lease_url = f"/api/v1/projects/{project_id}/assignments"
+    leased = client.post(lease_url, headers=headers).json()
+    url = f"/api/v1/assignments/{leased['id']}/judgment"
+    with Session(engine, expire_on_commit=False) as db:
+        reader = bearer(make_token(db, labeler, Scope.read))
+        spare = bearer(make_token(db, labeler, Scope.label))
+        revoked_token = make_token(db, labeler, Scope.label)
+        revoke_token(session=db, user=labeler, token_id=db.scalar(
+            select(ApiToken.id).where(ApiToken.token_hash == hash_token(revoked_token))))
+        db.commit()
+    cases = [(reader, 403, "insufficient_scope"), (bearer(revoked_token), 401, "invalid_token"),
+             (bearer("pl_not_a_token"), 401, "invalid_token"), ({"Authorization": "Basic abc"}, 401, "invalid_token")]
+    for who, status, code in cases:
+        for response in (client.post(lease_url, headers=who),
+                         client.post(url, headers={**who, "Idempotency-Key": "who"}, json=_ranked(leased))):
+            assert (response.status_code, response.json()["error"]["code"]) == (status, code)
+    with Session(engine) as db:
+        db.get(User, labeler.id).is_active = False
+        db.commit()
+    gone = client.post(url, headers={**spare, "Idempotency-Key": "who"}, json=_ranked(leased))
+    assert (gone.status_code, gone.json()["error"]["code"]) == (401, "invalid_token")
+    assert answered == ["leased"] + ["leased", "submitted"] * len(cases) + ["submitted"]
+    with Session(engine) as db:
+        assert db.scalar(select(func.count()).select_from(Judgment)) == 0
