@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, exists, func, insert, or_, select, true, update
 from sqlalchemy.orm import Session
 
-from app.db import begin_write, get_by_id, utcnow
+from app.db import MAX_ROW_ID, begin_write, get_by_id, utcnow
 from app.errors import Conflict, NotFound
 from app.labeling.models import Assignment, AssignmentState, Task, TaskCompletion, TaskState
-from app.projects.models import Project
+from app.projects.models import Project, ProjectMember
+from app.projects.service import may_see, project_not_found
 from app.review.gold import gold_task_due
 from app.prompts.models import Completion, Prompt
 from app.users.models import Caller, User
@@ -38,6 +39,7 @@ class Lease:
 
 _task, _assignment, _prompt = Task.__table__, Assignment.__table__, Prompt.__table__
 _completion, _task_completion = Completion.__table__, TaskCompletion.__table__
+_project, _member = Project.__table__, ProjectMember.__table__
 
 # The queue's statements are built once: constructing SQLAlchemy statements costs more CPU than
 # running them, and every labeler asks several times a minute.
@@ -83,7 +85,13 @@ _ACTIVE = (select(_assignment.c.id, _assignment.c.task_id, _assignment.c.lease_e
            .join(_task, _task.c.id == _assignment.c.task_id)
            .where(_task.c.project_id == bindparam("project_id"), _assignment.c.user_id == bindparam("user_id"),
                   _assignment.c.state == AssignmentState.leased, _assignment.c.lease_expires_at > bindparam("now"))
-           .order_by(_assignment.c.id).limit(1))
+           .order_by(_assignment.c.id).limit(1).subquery("active"))
+# The project (is it there, may the caller see it, is gold on) with the caller's current lease in it, if any.
+_OPENING = (select(_project.c.gold_rate, _member.c.user_id.label("member"), *_ACTIVE.c)
+            .select_from(_project)
+            .outerjoin(_member, and_(_member.c.project_id == _project.c.id, _member.c.user_id == bindparam("user_id")))
+            .outerjoin(_ACTIVE, true())
+            .where(_project.c.id == bindparam("project_id")))
 _INSERT = insert(_assignment).returning(_assignment.c.id)
 _RELEASE = update(_assignment).where(_assignment.c.id == bindparam("assignment_id"))
 
@@ -104,22 +112,28 @@ def shown(*, session: Session, assignment: Assignment) -> Lease:
                      assignment.display_order)
 
 
-def lease_next(*, session: Session, project: Project, user: User | Caller,
+def lease_next(*, session: Session, project_id: int, user: User | Caller,
                lease: timedelta = DEFAULT_LEASE) -> Lease | None:
     """The caller's current lease in this project, or a new one on a task with room; None when none is left.
+    A project that is missing or not the caller's is NotFound, as get_project answers.
 
-    A few statements: find and lock a candidate with room, count what holds it again after the lock
-    (a fresh statement sees every committed lease) while reading its completions, write the lease.
+    A few statements: the project with the caller's current lease, find and lock a candidate with room,
+    count what holds it again after the lock (a fresh statement sees every committed lease) while reading
+    its completions, write the lease.
     """
+    if not 0 < project_id <= MAX_ROW_ID:
+        raise project_not_found(project_id)
     begin_write(session)
     connection = session.connection()
     now = utcnow()
-    ids = {"project_id": project.id, "user_id": user.id, "now": now}
-    current = connection.execute(_ACTIVE, ids).one_or_none()
-    if current is not None:
-        return _lease_of(connection, *current)
-    if project.gold_rate > 0:  # no gold query on the hot path while the project has gold off
-        gold = gold_task_due(session=session, project=project, user=user)
+    ids = {"project_id": project_id, "user_id": user.id, "now": now}
+    opening = connection.execute(_OPENING, ids).one_or_none()
+    if opening is None or not may_see(user, opening.member):
+        raise project_not_found(project_id)
+    if opening.id is not None:
+        return _lease_of(connection, opening.id, opening.task_id, opening.lease_expires_at, opening.display_order)
+    if opening.gold_rate > 0:  # no gold query on the hot path while the project has gold off
+        gold = gold_task_due(session=session, project_id=project_id, gold_rate=opening.gold_rate, user=user)
         if gold is not None:
             # Gold tasks take every labeler (no capacity to lock); the (task, labeler) key keeps it once each.
             mine = connection.execute(select(_assignment.c.id).where(

@@ -60,8 +60,7 @@ def _assignment_read(lease: assignments.Lease) -> dict:
 def leased(request: Request, session: Session, project_id: int) -> Response:
     """POST /projects/{project_id}/assignments once its input is valid (the route below and app/labeling/fastpath.py)."""
     user = labeler_in_route(request, session)
-    project = get_project(session=session, project_id=project_id, user=user)
-    lease = assignments.lease_next(session=session, project=project, user=user)
+    lease = assignments.lease_next(session=session, project_id=project_id, user=user)  # 404s as get_project
     session.commit()
     if lease is None:
         return Response(status_code=204)

@@ -121,9 +121,20 @@ def get_project(*, session: Session, project_id: int, user: User | Caller) -> Pr
     row = None
     if 0 < project_id <= MAX_ROW_ID:
         row = session.execute(_VISIBLE, {"user_id": user.id, "project_id": project_id}).one_or_none()
-    if row is None or not (user.is_admin or row[1] is not None):
-        raise NotFound(f"project {project_id} not found", code="project_not_found")
+    if row is None or not may_see(user, row[1]):
+        raise project_not_found(project_id)
     return row[0]
+
+
+def may_see(user: User | Caller, member_id: int | None) -> bool:
+    """Whether the user sees a project: admins see every one, labelers those they are members of
+    (`member_id`: the user's membership row, None without one)."""
+    return user.is_admin or member_id is not None
+
+
+def project_not_found(project_id: int) -> NotFound:
+    """What a missing project, or another's, answers: the two look the same."""
+    return NotFound(f"project {project_id} not found", code="project_not_found")
 
 
 def find_project(*, session: Session, ref: str) -> Project:

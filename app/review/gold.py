@@ -11,21 +11,21 @@ from app.projects.models import Project
 from app.users.models import Caller, User
 
 
-def gold_task_due(*, session: Session, project: Project, user: User | Caller) -> Task | None:
+def gold_task_due(*, session: Session, project_id: int, gold_rate: float, user: User | Caller) -> Task | None:
     """A gold task this labeler has not seen, when one is due: after n leases in the project,
     floor(gold_rate x n) of them are gold while gold tasks remain. Gold tasks take every labeler
     (they measure labelers, their labels_needed is no cap); None when not due or none is left."""
     leases, gold = session.execute(
         select(func.count(), func.count(Task.gold_ranks)).select_from(Assignment)
         .join(Task, Task.id == Assignment.task_id)
-        .where(Task.project_id == project.id, Assignment.user_id == user.id)).one()
-    if gold >= floor(project.gold_rate * (leases + 1) + 1e-9):
+        .where(Task.project_id == project_id, Assignment.user_id == user.id)).one()
+    if gold >= floor(gold_rate * (leases + 1) + 1e-9):
         return None
     seen = exists().where(Assignment.task_id == Task.id, Assignment.user_id == user.id,
                           Assignment.state.in_((AssignmentState.submitted, AssignmentState.skipped,
                                                 AssignmentState.leased)))
     return session.scalar(
-        select(Task).where(Task.project_id == project.id, Task.gold_ranks.is_not(None),
+        select(Task).where(Task.project_id == project_id, Task.gold_ranks.is_not(None),
                            Task.state != TaskState.retired, ~seen)
         # The least-labeled first, so every gold task measures many labelers.
         .order_by(Task.labels_done, Task.id).limit(1))

@@ -219,11 +219,10 @@ def test_fifty_labelers_at_once_never_over_collect(backend, fresh_database_url):
             barrier.wait()
             for round_ in range(4):
                 with Session(engine) as session:
-                    from app.projects.models import Project
                     from app.users.models import User
 
-                    user, project = session.get(User, user_id), session.get(Project, project_id)
-                    lease = assignments.lease_next(session=session, project=project, user=user)
+                    user = session.get(User, user_id)
+                    lease = assignments.lease_next(session=session, project_id=project_id, user=user)
                     session.commit()
                     if lease is None:
                         return

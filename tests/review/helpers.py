@@ -50,7 +50,7 @@ def label(db: Session, project, user, ranker: Ranker, *, duration_ms: int = 20_0
           ratings: Callable[[int, int], RatingIn] | None = None, prompt_flags: list[str] | None = None,
           rationale: str = "") -> Judgment | None:
     """Lease the labeler's next task and submit a judgment; None when no task is waiting."""
-    lease = assignments.lease_next(session=db, project=project, user=user)
+    lease = assignments.lease_next(session=db, project_id=project.id, user=user)
     if lease is None:
         db.commit()
         return None

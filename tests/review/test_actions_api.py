@@ -203,13 +203,13 @@ def test_leasing_asks_nothing_about_gold_while_the_rate_is_zero(db, admin):
     listener = lambda _conn, _cursor, sql, *_rest: statements.append(sql)  # noqa: E731
     event.listen(bind, "before_cursor_execute", listener)
     try:
-        assert assignments.lease_next(session=db, project=project, user=user) is not None
+        assert assignments.lease_next(session=db, project_id=project.id, user=user) is not None
         db.commit()
         without_gold = list(statements)
         project.gold_rate = 0.5
         db.commit()
         statements.clear()
-        assignments.lease_next(session=db, project=db.get(type(project), project.id), user=make_user(db, Role.labeler))
+        assignments.lease_next(session=db, project_id=project.id, user=admin)  # one who has not leased yet
     finally:
         event.remove(bind, "before_cursor_execute", listener)
     assert without_gold and not any("gold_ranks IS NOT NULL" in s or "count(task.gold_ranks)" in s for s in without_gold)
