@@ -43,8 +43,10 @@ _project, _member = Project.__table__, ProjectMember.__table__
 
 # The queue's statements are built once: constructing SQLAlchemy statements costs more CPU than
 # running them, and every labeler asks several times a minute.
+# Two comparisons, not IN (...): SQLAlchemy expands an IN list again at every execution.
 _SEEN = exists().where(_assignment.c.task_id == _task.c.id, _assignment.c.user_id == bindparam("user_id"),
-                       _assignment.c.state.in_((AssignmentState.submitted, AssignmentState.skipped)))
+                       or_(_assignment.c.state == AssignmentState.submitted,
+                           _assignment.c.state == AssignmentState.skipped))
 _HOLDING = or_(_assignment.c.state == AssignmentState.submitted,
                and_(_assignment.c.state == AssignmentState.leased, _assignment.c.lease_expires_at > bindparam("now")))
 _STALE = and_(_assignment.c.state == AssignmentState.leased, _assignment.c.lease_expires_at <= bindparam("now"))

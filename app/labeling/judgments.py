@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+from datetime import datetime
 from itertools import combinations
 from typing import Any
 
@@ -97,6 +98,8 @@ _LOCK_TASK = (select(_task.c.id, _task.c.project_id, _task.c.state, _task.c.labe
 _SUBMISSION = (select(_assignment.c.user_id, _assignment.c.state, _assignment.c.display_order, _project.c.allow_ties,
                       _project.c.rating_schema, _earlier.c.id.label("earlier_id"), _earlier.c.request_hash,
                       _earlier.c.assignment_id.label("earlier_assignment_id"),
+                      _earlier.c.task_id.label("earlier_task_id"), _earlier.c.created_at.label("earlier_created_at"),
+                      _earlier.c.revision.label("earlier_revision"),
                       _exclusion.c.user_id.label("excluded_labeler"), _exclusion.c.reason.label("exclusion_reason"))
                .select_from(_assignment).join(_project, _project.c.id == bindparam("project_id"))
                .outerjoin(_exclusion, and_(_exclusion.c.project_id == _project.c.id,
@@ -204,7 +207,9 @@ def submit_judgment(*, session: Session, assignment_id: int, user: User | Caller
         if row.request_hash != digest or row.earlier_assignment_id != assignment_id:
             raise Invalid("this Idempotency-Key was already used for a different submission; send a new key",
                           code="idempotency_key_reused")
-        return judgment_summary(session=session, judgment=session.get(Judgment, row.earlier_id))
+        # A retry: the first answer again, from what this statement read and the judgment's pairs.
+        return _summary(session, row.earlier_id, row.earlier_task_id, assignment_id, row.earlier_created_at,
+                        row.earlier_revision)
     if row.state == AssignmentState.submitted:
         raise Conflict("this task is already judged by you; revise the judgment instead", code="already_judged")
     if row.state == AssignmentState.skipped:
@@ -304,9 +309,17 @@ def judgment_detail(*, session: Session, judgment: Judgment) -> dict[str, Any]:
     }
 
 
+_PAIRS_OF = (select(_comparison.c.chosen_id, _comparison.c.rejected_id, _comparison.c.margin, _comparison.c.is_tie)
+             .where(_comparison.c.judgment_id == bindparam("judgment_id")).order_by(_comparison.c.id))
+
+
 def judgment_summary(*, session: Session, judgment: Judgment) -> dict[str, Any]:
-    pairs = session.scalars(select(Comparison).where(Comparison.judgment_id == judgment.id).order_by(Comparison.id))
-    return {"id": judgment.id, "task_id": judgment.task_id, "assignment_id": judgment.assignment_id,
-            "created_at": judgment.created_at, "revision": judgment.revision,
-            "comparisons": [{"chosen_id": c.chosen_id, "rejected_id": c.rejected_id, "margin": c.margin,
-                             "is_tie": c.is_tie} for c in pairs]}
+    return _summary(session, judgment.id, judgment.task_id, judgment.assignment_id, judgment.created_at,
+                    judgment.revision)
+
+
+def _summary(session: Session, judgment_id: int, task_id: int, assignment_id: int, created_at: datetime,
+             revision: int) -> dict[str, Any]:
+    pairs = session.connection().execute(_PAIRS_OF, {"judgment_id": judgment_id}).all()
+    return {"id": judgment_id, "task_id": task_id, "assignment_id": assignment_id, "created_at": created_at,
+            "revision": revision, "comparisons": _pair_rows(pairs)}
