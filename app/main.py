@@ -21,7 +21,7 @@ from app.export.routes import api as export_api
 from app.jobs.routes import api as jobs_api
 from app.jobs.routes import pages as jobs_pages
 from app.labeling.routes import api as tasks_api
-from app.labeling.fastpath import install as install_fast_path
+from app.labeling.fastpath import install as install_fast_path, threads as fast_path_threads
 from app.labeling.routes import labeling_api
 from app.labeling.routes import pages as labeling_pages
 from app.models.routes import api as models_api
@@ -52,7 +52,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # What start-up made (modules, routes, schemas: over 100,000 objects) stays for the process's life:
         # keep it out of the garbage collector's full passes, each ~40 ms with the GIL held otherwise.
         gc.freeze()
+        _app.state.queue_threads = fast_path_threads(settings.web_threads)  # fresh when an app starts again
         yield
+        _app.state.queue_threads.shutdown()
         gc.unfreeze()  # collectable again (a test process starts and stops many apps)
 
     app = FastAPI(
@@ -66,8 +68,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
-    # One connection per route thread, and a few for what holds one outside a thread (closing a session).
-    app.state.engine = make_engine(settings.sqlalchemy_url, pool_size=settings.web_threads, max_overflow=10)
+    # One connection per route thread, kept; as many again when the queue's threads (app/labeling/fastpath.py)
+    # and the routes' are all busy at once, and a few for what holds one outside a thread (closing a session).
+    app.state.engine = make_engine(settings.sqlalchemy_url, pool_size=settings.web_threads,
+                                   max_overflow=settings.web_threads + 10)
+    app.state.queue_threads = fast_path_threads(settings.web_threads)  # threads start on first use
     app.state.sessionmaker = make_sessionmaker(app.state.engine)
     app.state.templates = make_templates()
 

@@ -1,6 +1,7 @@
 """app/labeling/fastpath.py: ordinary leases and submissions answered without FastAPI's dispatch, the rest
 handed on to the FastAPI routes with their errors; on both databases, with no dependency overridden."""
 
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -150,3 +151,34 @@ def test_only_a_live_label_token_of_an_active_account_may_use_the_queue(queue):
     assert answered == ["leased"] + ["leased", "submitted"] * len(cases) + ["submitted"]
     with Session(engine) as db:
         assert db.scalar(select(func.count()).select_from(Judgment)) == 0
+
+
+def test_the_fast_path_runs_on_the_queue_threads_of_each_start(fresh_database_url, tmp_path, monkeypatch):
+    """Its own executor (app.state.queue_threads), replaced when the app starts again after stopping."""
+    engine = make_engine(fresh_database_url)
+    with Session(engine, expire_on_commit=False) as db:
+        admin = make_admin(db)
+        project = make_project(db, admin, k=2, labels_per_task=1)
+        make_tasks(db, project, n=2, k=2)
+        headers = bearer(make_token(db, admin, Scope.label))
+    engine.dispose()
+    ran_on: list[str] = []
+    real = fastpath.leased
+
+    def recording(*args):
+        ran_on.append(threading.current_thread().name)
+        return real(*args)
+
+    monkeypatch.setattr(fastpath, "leased", recording)
+    app = create_app(Settings(data_dir=tmp_path / "data", database_url=fresh_database_url, secret_key=TEST_SECRET))
+    executors = []
+    for _start in range(2):
+        with TestClient(app) as client:
+            executors.append(app.state.queue_threads)
+            assert client.post(f"/api/v1/projects/{project.id}/assignments", headers=headers).status_code == 201
+    app.state.engine.dispose()
+    assert executors[0] is not executors[1]
+    for stopped in executors:  # each start's threads were shut down when it stopped
+        with pytest.raises(RuntimeError, match="shutdown"):
+            stopped.submit(int)
+    assert len(ran_on) == 2 and all(name.startswith("preflab-queue") for name in ran_on)
