@@ -191,9 +191,9 @@ async def labeling_user(principal: CurrentPrincipal) -> User:
 
 
 def labeler_in_route(request: Request, session: Session) -> Caller:
-    """LabelingUser's checks, called by a sync route inside its own threadpool call: for the queue's hot
-    routes, where the sync principal dependency cost a second trip through the threadpool per request.
-    A token's account is not loaded (token_caller): the queue needs only its id and role."""
+    """LabelingUser's checks, called inside the route's own thread (the FastAPI route's or the fast path's):
+    for the queue's hot routes, where the sync principal dependency cost a second trip to a thread per
+    request. A token's account is not loaded (token_caller): the queue needs only its id and role."""
     auth = request.headers.get("authorization")
     if auth:
         found = token_caller(session=session, plain=_bearer(auth))

@@ -116,7 +116,7 @@ _VISIBLE = (select(Project, ProjectMember.user_id)
             .where(Project.id == bindparam("project_id")))
 
 
-def get_project(*, session: Session, project_id: int, user: User | Caller) -> Project:
+def get_project(*, session: Session, project_id: int, user: User) -> Project:
     """The project, if this user may see it; others' projects look like missing ones."""
     row = None
     if 0 < project_id <= MAX_ROW_ID:
