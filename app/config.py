@@ -36,7 +36,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     max_body_mb: float = 64.0
-    # Threads that run the sync routes (and database connections the web process keeps open).
+    # Threads that run the sync routes, as many for the labeling queue's fast path, and the database
+    # connections the web process keeps open.
     web_threads: int = Field(12, ge=1, le=1000)
     session_days: int = 14
     secure_cookies: bool = False

@@ -3,6 +3,7 @@
 import hashlib
 import hmac
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -128,25 +129,24 @@ async def guard_request(request: Request) -> None:
         raise Invalid(NUL_MESSAGE, code="nul_character")
 
 
-def _bearer(auth: str) -> str:
+def _by_token(auth: str, session: Session, lookup: Callable[..., tuple[Any, Scope] | None]) -> tuple[Any, Scope]:
+    """The Authorization header's bearer token looked up with `lookup` (token_principal or token_caller)."""
     scheme, _, value = auth.partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
         raise Unauthorized("the Authorization header must be 'Bearer <token>'", code="invalid_token")
-    return value.strip()
-
-
-UNKNOWN_TOKEN = "the API token is unknown or revoked"
+    found = lookup(session=session, plain=value.strip())
+    if found is None:
+        raise Unauthorized("the API token is unknown or revoked", code="invalid_token")
+    return found
 
 
 def optional_principal(request: Request, session: SessionDep) -> Principal | None:
     """Who sent the request: a bearer token's user, the session cookie's, or None. Does I/O."""
     auth = request.headers.get("authorization")
     if auth:
-        found = token_principal(session=session, plain=_bearer(auth))
-        if found is None:
-            raise Unauthorized(UNKNOWN_TOKEN, code="invalid_token")
-        request.state.user = found[0]
-        return Principal(user=found[0], scope=found[1])
+        user, scope = _by_token(auth, session, token_principal)
+        request.state.user = user
+        return Principal(user=user, scope=scope)
     uid = request.session.get("uid")
     if uid is None:
         return None
@@ -196,11 +196,9 @@ def labeler_in_route(request: Request, session: Session) -> Caller:
     request. A token's account is not loaded (token_caller): the queue needs only its id and role."""
     auth = request.headers.get("authorization")
     if auth:
-        found = token_caller(session=session, plain=_bearer(auth))
-        if found is None:
-            raise Unauthorized(UNKNOWN_TOKEN, code="invalid_token")
-        _may_label(found[1])
-        return found[0]
+        caller, scope = _by_token(auth, session, token_caller)
+        _may_label(scope)
+        return caller
     principal = _authenticated(optional_principal(request, session))
     _may_label(principal.scope)
     return Caller(principal.user.id, principal.user.role)

@@ -119,7 +119,8 @@ def _submission_in_one_statement() -> Any:
     """PostgreSQL: the judgment, its ratings and pairs, the assignment's state and the task's count written
     by one statement (data-modifying WITH clauses), the rows passed as two JSON arrays. Each statement is a
     round trip with its own cost in both processes; the separate statements below took six."""
-    # Parameter names that are no column's: the UPDATEs below would SET a column an execution parameter names.
+    # Parameter names that are no column's (new_*, counted_*): the UPDATEs below would SET a column an
+    # execution parameter names.
     judgment = insert(_judgment).values({name: bindparam("new_" + name, type_=_judgment.c[name].type) for name in (
         "task_id", "user_id", "assignment_id", "idempotency_key", "request_hash", "duration_ms", "rationale",
         "none_acceptable", "prompt_flags", "demonstration", "revision", "excluded", "excluded_with_labeler",
@@ -143,7 +144,8 @@ def _submission_in_one_statement() -> Any:
             judgment.c.id, bindparam("new_task_id", type_=Integer), *(pairs.c[name] for name in pair_columns)
         ).join_from(judgment, pairs, true()).order_by(pairs.c.n)).cte("new_pairs"),
         _MARK_SUBMITTED.cte("submitted"),
-        _COUNT_LABEL.values(labels_done=bindparam("labels_done"), state=bindparam("task_state")).cte("counted"))
+        _COUNT_LABEL.values(labels_done=bindparam("counted_labels_done"), state=bindparam("counted_state"))
+        .cte("counted"))
 
 
 _WRITE_SUBMISSION = _submission_in_one_statement()
@@ -166,16 +168,14 @@ def _numbered(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{**row, "n": n} for n, row in enumerate(rows)]
 
 
-def _write_pairs(session: Session, judgment_id: int, task_id: int, body: JudgmentCreate,
-                 ranks: dict[int, int]) -> list[tuple[int, int, int, bool]]:
-    pairs = expand_pairs(ranks)
+def _write_pairs(session: Session, judgment_id: int, task_id: int, body: JudgmentCreate, ranks: dict[int, int],
+                 pairs: list[tuple[int, int, int, bool]]) -> None:
     connection = session.connection()
     # executemany: a multi-row INSERT (.values([...])) is compiled again on every call (not cached), which
     # cost the web process more CPU than the rest of the submission in a load-test profile.
     connection.execute(_INSERT_RATINGS, [{"judgment_id": judgment_id, **row} for row in _rating_rows(body, ranks)])
     connection.execute(_INSERT_PAIRS, [{"judgment_id": judgment_id, "task_id": task_id, **row}
                                        for row in _pair_rows(pairs)])
-    return pairs
 
 
 def _task_completion_ids(session: Session, task: Task) -> list[int]:
@@ -230,16 +230,16 @@ def submit_judgment(*, session: Session, assignment_id: int, user: User | Caller
         "updated_at": now}
     done = task.labels_done + 1
     counted = {"labels_done": done, "state": TaskState.complete if done >= task.labels_needed else TaskState.open}
+    pairs = expand_pairs(ranks)
     if connection.dialect.name == "postgresql":
-        pairs = expand_pairs(ranks)
         judgment_id = connection.execute(_WRITE_SUBMISSION, {
             **{"new_" + name: value for name, value in judgment.items()},
+            **{"counted_" + name: value for name, value in counted.items()},
             "ratings": _numbered(_rating_rows(body, ranks)), "pairs": _numbered(_pair_rows(pairs)),
-            "b_assignment_id": assignment_id, "b_task_id": task.id, "labels_done": done,
-            "task_state": counted["state"]}).scalar_one()
+            "b_assignment_id": assignment_id, "b_task_id": task.id}).scalar_one()
     else:
         judgment_id = connection.execute(_INSERT_JUDGMENT, judgment).scalar_one()
-        pairs = _write_pairs(session, judgment_id, task.id, body, ranks)
+        _write_pairs(session, judgment_id, task.id, body, ranks, pairs)
         connection.execute(_MARK_SUBMITTED, {"b_assignment_id": assignment_id})
         connection.execute(_COUNT_LABEL, {"b_task_id": task.id, **counted})
     return {"id": judgment_id, "task_id": task.id, "assignment_id": assignment_id, "created_at": now, "revision": 1,
@@ -266,7 +266,7 @@ def revise_judgment(*, session: Session, judgment: Judgment, user: User, body: J
     ranks = _validate(body, _task_completion_ids(session, task), project.allow_ties, project.rating_schema)
     session.execute(delete(CompletionRating).where(CompletionRating.judgment_id == judgment.id))
     session.execute(delete(Comparison).where(Comparison.judgment_id == judgment.id))
-    _write_pairs(session, judgment.id, task.id, body, ranks)
+    _write_pairs(session, judgment.id, task.id, body, ranks, expand_pairs(ranks))
     judgment.idempotency_key, judgment.request_hash = key, digest
     judgment.rationale, judgment.none_acceptable = body.rationale, body.none_acceptable
     judgment.prompt_flags, judgment.demonstration = sorted(set(body.prompt_flags)), body.demonstration
